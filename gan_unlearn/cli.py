@@ -1,0 +1,202 @@
+"""The ``gan-unlearn`` command line: thin click commands over the Python API.
+
+Every command checks its inputs and its output path before doing any work, turns a ``UserError``
+into a one-line message with exit status 1, and writes results atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def user_errors(func):
+    """Turn a ``UserError`` into click's one-line ``Error: ...`` and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+    return wrapper
+
+
+def data_options(func):
+    func = click.option("--download", is_flag=True,
+                        help="If the data are missing under --data-root, download them into the cache folder "
+                             "(needs internet; the data root itself is never written).")(func)
+    func = click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar="GAN_UNLEARN_DATA",
+                        default="data", show_default=True, show_envvar=True,
+                        help="Folder that holds the datasets (torchvision layout, or npz files).")(func)
+    return func
+
+
+def dataset_option(func):
+    return click.option("--dataset", required=True, metavar="NAME",
+                        help="mnist, cifar10, or npz:PATH (uint8 images x_train/y_train, x_test/y_test; PATH "
+                             "relative to the working directory or to --data-root).")(func)
+
+
+def run_options(func):
+    func = click.option("--quiet", is_flag=True, help="No progress bars.")(func)
+    func = click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, data order, latents.")(func)
+    func = click.option("--device", default="auto", show_default=True,
+                        help="cpu, cuda, cuda:N, or auto (CUDA when available).")(func)
+    return func
+
+
+def limit_option(func):
+    return click.option("--limit", type=click.IntRange(min=1), default=None,
+                        help="Use only the first N training images (quick runs).")(func)
+
+
+def load_training_data(dataset: str, data_root, download: bool, limit: int | None = None, split: str = "train"):
+    from .data import load_dataset
+
+    return load_dataset(f"{dataset}[:{limit}]" if limit else dataset, split, data_root, download)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="gan-unlearn")
+def main():
+    """Machine unlearning for GANs and classifiers.
+
+    Train a DCGAN and an oracle classifier, remove single training images or a whole class from the
+    GAN (cascaded unlearning) or from a classifier, and measure the result against retraining.
+    """
+
+
+@main.command("train-gan", context_settings=CONTEXT)
+@dataset_option
+@data_options
+@limit_option
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate for G and D.")
+@click.option("--width", type=click.IntRange(min=4), default=64, show_default=True,
+              help="Base channel count of G and D (DCGAN's ngf/ndf).")
+@click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="bf16 autocast (mixed precision, CPU or GPU) or plain fp32.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="channels_last memory layout (faster convolutions on CPU).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Write a resume file every N steps (0: only at epoch ends).")
+@click.option("--resume", is_flag=True, help="Continue from OUT.resume if an earlier run was interrupted.")
+@run_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint to write; a sample grid goes beside it as OUT_samples.png.")
+@user_errors
+def train_gan_cmd(dataset, data_root, download, limit, epochs, batch_size, lr, width, latent_dim, precision,
+                  channels_last, checkpoint_every, resume, device, seed, quiet, out):
+    """Train a DCGAN from scratch (Adam, betas 0.5/0.999) and write its checkpoint and a sample grid."""
+    from trainers.gan import GANConfig, train_gan
+
+    from .checkpoint import check_output_path
+    from .runtime import resolve_device
+
+    check_output_path(out)
+    dev = resolve_device(device)
+    data = load_training_data(dataset, data_root, download, limit)
+    config = GANConfig(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim, width=width,
+                       precision=precision, channels_last=channels_last, seed=seed)
+    samples = out.with_name(out.stem + "_samples.png")
+    ckpt = train_gan(data, config, dev, out, resume=resume, checkpoint_every=checkpoint_every,
+                     show_progress=not quiet, samples_path=samples)
+    m = ckpt["metrics"]
+    click.echo(f"trained {data.name} GAN: {m['steps']} steps in {m['train_seconds']:.1f} s "
+               f"({m['images_per_second']:.0f} images/s); wrote {out} and {samples}")
+
+
+@main.command("train-classifier", context_settings=CONTEXT)
+@dataset_option
+@data_options
+@limit_option
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--hidden", type=click.IntRange(min=2), default=512, show_default=True,
+              help="Units of the hidden (feature) layer.")
+@click.option("--exclude-class", type=int, default=None,
+              help="Train without this class (the retrained baseline of class unlearning).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=500, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT.resume if an earlier run was interrupted.")
+@run_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def train_classifier_cmd(dataset, data_root, download, limit, epochs, batch_size, lr, hidden, exclude_class,
+                         checkpoint_every, resume, device, seed, quiet, out):
+    """Train the small CNN classifier (the oracle) and report its test accuracy."""
+    from trainers.classifier import ClassifierConfig, train_classifier
+
+    from .checkpoint import check_output_path
+    from .forget import ForgetRequest
+    from .runtime import resolve_device
+
+    check_output_path(out)
+    dev = resolve_device(device)
+    data = load_training_data(dataset, data_root, download, limit)
+    test = load_training_data(dataset, data_root, download, split="test")
+    if exclude_class is not None:
+        _, retain = ForgetRequest.for_class(exclude_class).split(data.labels, data.num_classes)
+        data = data.subset(retain)
+    config = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed)
+    ckpt = train_classifier(data, config, dev, out, test_set=test, checkpoint_every=checkpoint_every,
+                            show_progress=not quiet)
+    acc = ckpt["metrics"]["test_accuracy"]
+    click.echo(f"test accuracy {100 * acc:.2f}% on {len(test)} {data.name} test images "
+               f"({ckpt['metrics']['train_seconds']:.1f} s); wrote {out}")
+
+
+@main.command("sample", context_settings=CONTEXT)
+@click.option("--gan", "gan_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="GAN checkpoint.")
+@click.option("--num", type=click.IntRange(min=1, max=100000), default=64, show_default=True)
+@click.option("--nrow", type=click.IntRange(min=1), default=None, help="Images per row (default: square).")
+@click.option("--format", "fmt", type=click.Choice(["png", "npz"]), default=None,
+              help="png grid or npz arrays (default: from the --out suffix).")
+@run_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def sample_cmd(gan_path, num, nrow, fmt, device, seed, quiet, out):
+    """Generate images from a GAN checkpoint: a PNG grid or an npz array file (no dataset needed)."""
+    import numpy as np
+
+    from .checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
+    from .data import to_uint8
+    from .images import save_grid
+    from .runtime import resolve_device
+
+    fmt = fmt or ("npz" if out.suffix == ".npz" else "png")
+    check_output_path(out, inputs=(gan_path,))
+    dev = resolve_device(device)
+    G = restore_model(load_checkpoint(gan_path, kind="gan"), "generator", dev)
+    images = G.generate_images(num, seed=seed)
+    if fmt == "png":
+        save_grid(images, out, nrow)
+    else:
+        x = to_uint8(images).numpy().transpose(0, 2, 3, 1)
+        atomic_write(out, lambda f: np.savez_compressed(f, x=x))
+    click.echo(f"wrote {num} samples to {out}")
+
+
+@main.command("info", context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+@user_errors
+def info_cmd(checkpoint, as_json):
+    """Show what a checkpoint holds: models, dataset, recipe, metrics and how it was made."""
+    from .checkpoint import load_checkpoint
+    from .report import checkpoint_summary, format_summary
+
+    summary = checkpoint_summary(load_checkpoint(checkpoint))
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))

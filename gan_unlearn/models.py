@@ -1,0 +1,153 @@
+"""Networks: DCGAN generator and discriminator for 28x28 and 32x32 images, and a small CNN classifier.
+
+Every network is described by a plain ``spec`` dict (``{"arch": name, **kwargs}``) so that a
+checkpoint can rebuild it without pickled code; ``build_model(spec)`` is the single way back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Standard DCGAN initialisation (Radford et al.): N(0, 0.02) convolutions, N(1, 0.02) BatchNorm."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """DCGAN generator: latent vector -> image in [-1, 1]."""
+
+    arch = "dcgan-generator"
+
+    def __init__(self, image_size: int = 28, channels: int = 1, latent_dim: int = 100, width: int = 64):
+        super().__init__()
+        if image_size not in (28, 32):
+            raise UserError(f"DCGAN supports 28x28 and 32x32 images, not {image_size}x{image_size}")
+        self.image_size, self.channels, self.latent_dim, self.width = image_size, channels, latent_dim, width
+        w = width
+        if image_size == 28:  # 1 -> 7 -> 14 -> 28
+            layers = [nn.ConvTranspose2d(latent_dim, 4 * w, 7, 1, 0, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(),
+                      nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
+                      nn.ConvTranspose2d(2 * w, channels, 4, 2, 1), nn.Tanh()]
+        else:  # 1 -> 4 -> 8 -> 16 -> 32
+            layers = [nn.ConvTranspose2d(latent_dim, 4 * w, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(),
+                      nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
+                      nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                      nn.ConvTranspose2d(w, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def spec(self) -> dict:
+        return {"arch": self.arch, "image_size": self.image_size, "channels": self.channels,
+                "latent_dim": self.latent_dim, "width": self.width}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       device: torch.device | str = "cpu") -> torch.Tensor:
+        """Standard normal latents; drawn on CPU from ``generator`` so a seed means the same z on any device."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(device)
+
+    @torch.no_grad()
+    def generate_images(self, n: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+        """``n`` images in [-1, 1] from seeded latents, in eval mode, on the model's device."""
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        z = self.sample_latents(n, torch.Generator().manual_seed(seed))  # all at once: batch size cannot change z
+        out = [self(z[i:i + batch_size].to(device)).float() for i in range(0, n, batch_size)]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.channels, self.image_size, self.image_size)
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator: image -> one real/fake logit (use with ``BCEWithLogits``)."""
+
+    arch = "dcgan-discriminator"
+
+    def __init__(self, image_size: int = 28, channels: int = 1, width: int = 64):
+        super().__init__()
+        if image_size not in (28, 32):
+            raise UserError(f"DCGAN supports 28x28 and 32x32 images, not {image_size}x{image_size}")
+        self.image_size, self.channels, self.width = image_size, channels, width
+        w = width
+        if image_size == 28:  # 28 -> 14 -> 7 -> 1
+            layers = [nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2),
+                      nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+                      nn.Conv2d(2 * w, 1, 7, 1, 0)]
+        else:  # 32 -> 16 -> 8 -> 4 -> 1
+            layers = [nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2),
+                      nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+                      nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
+                      nn.Conv2d(4 * w, 1, 4, 1, 0)]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def spec(self) -> dict:
+        return {"arch": self.arch, "image_size": self.image_size, "channels": self.channels, "width": self.width}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class Classifier(nn.Module):
+    """Small CNN: conv blocks, a hidden linear layer (the feature layer), and the class logits.
+
+    ``features(x)`` returns the hidden layer's activations: the oracle's FID feature space and the
+    units that path perturbation ranks. ``head`` is the last linear layer.
+    """
+
+    arch = "cnn-classifier"
+
+    def __init__(self, image_size: int = 28, channels: int = 1, num_classes: int = 10, hidden: int = 512,
+                 widths: tuple[int, ...] | list[int] | None = None, dropout: float = 0.25):
+        super().__init__()
+        if widths is None:
+            widths = (32, 64) if image_size <= 28 else (32, 64, 128)
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        self.hidden, self.widths, self.dropout = hidden, tuple(widths), dropout
+        blocks, c, s = [], channels, image_size
+        for w in self.widths:
+            blocks += [nn.Conv2d(c, w, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2)]
+            c, s = w, s // 2
+        self.conv = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c * s * s, hidden)
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def spec(self) -> dict:
+        return {"arch": self.arch, "image_size": self.image_size, "channels": self.channels,
+                "num_classes": self.num_classes, "hidden": self.hidden, "widths": list(self.widths),
+                "dropout": self.dropout}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(self.conv(x).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.features(x)))
+
+
+MODEL_TYPES = {cls.arch: cls for cls in (Generator, Discriminator, Classifier)}
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Rebuild a network from its ``spec()``; unknown architectures are a ``UserError``."""
+    kwargs = dict(spec)
+    arch = kwargs.pop("arch", None)
+    if arch not in MODEL_TYPES:
+        raise UserError(f"unknown architecture {arch!r}; known: {', '.join(sorted(MODEL_TYPES))}")
+    try:
+        return MODEL_TYPES[arch](**kwargs)
+    except TypeError as exc:
+        raise UserError(f"architecture {arch!r} cannot be built from {spec}: {exc}") from None

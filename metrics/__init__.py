@@ -1,0 +1,1 @@
+"""Measurements: FID, LPIPS, forget rates, membership attacks, downstream accuracy, speedup."""

@@ -1,0 +1,84 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from gan_unlearn.errors import UserError
+from gan_unlearn.models import Classifier, Discriminator, Generator, build_model
+from trainers.gan import gan_step, make_optimizer
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3)])
+def test_generator_and_discriminator_shapes(size, channels):
+    G, D = Generator(size, channels, latent_dim=16, width=8), Discriminator(size, channels, width=8)
+    images = G(torch.randn(5, 16))
+    assert images.shape == (5, channels, size, size)
+    assert images.min() >= -1 and images.max() <= 1  # tanh output
+    assert D(images).shape == (5,)
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3)])
+def test_classifier_shapes_and_features(size, channels):
+    C = Classifier(size, channels, num_classes=7, hidden=20)
+    x = torch.randn(3, channels, size, size)
+    assert C(x).shape == (3, 7)
+    assert C.features(x).shape == (3, 20)
+    C.eval()
+    assert torch.allclose(C.head(C.features(x)), C(x))  # features feed the last linear layer
+
+
+def test_dcgan_init_statistics():
+    G = Generator(28, 1, width=64)
+    conv = G.net[3].weight
+    bn = G.net[1].weight
+    assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
+    assert abs(bn.mean().item() - 1.0) < 0.01
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3)])
+def test_one_training_step_changes_both_networks_and_lowers_d_loss(size, channels):
+    torch.manual_seed(0)
+    G, D = Generator(size, channels, latent_dim=16, width=8), Discriminator(size, channels, width=8)
+    og, od = make_optimizer(G.parameters(), 2e-3, 0.5, 0.999), make_optimizer(D.parameters(), 2e-3, 0.5, 0.999)
+    real = torch.rand(16, channels, size, size) * 2 - 1
+    g0 = [p.clone() for p in G.parameters()]
+    d0 = [p.clone() for p in D.parameters()]
+    losses = [gan_step(G, D, og, od, real, torch.randn(16, 16), torch.device("cpu"), "fp32")["loss_d"]
+              for _ in range(5)]
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+    assert losses[-1] < losses[0]
+
+
+def test_build_model_round_trip_and_unknown_arch():
+    G = Generator(32, 3, latent_dim=10, width=4)
+    H = build_model(G.spec())
+    H.load_state_dict(G.state_dict())
+    z = torch.randn(2, 10)
+    G.eval(), H.eval()
+    assert torch.equal(G(z), H(z))
+    with pytest.raises(UserError, match="unknown architecture"):
+        build_model({"arch": "resnet-9000"})
+    with pytest.raises(UserError, match="28x28 and 32x32"):
+        Generator(64, 3)
+
+
+def test_generate_images_is_seeded_and_batch_size_independent():
+    G = Generator(28, 1, latent_dim=8, width=4)
+    a = G.generate_images(7, seed=3, batch_size=7)
+    b = G.generate_images(7, seed=3, batch_size=2)
+    c = G.generate_images(7, seed=4)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(a, c)
+    assert G.training  # mode restored
+
+
+def test_classifier_learns_a_separable_toy_problem():
+    torch.manual_seed(0)
+    C = Classifier(28, 1, num_classes=2, hidden=16, dropout=0.0)
+    x = torch.randn(64, 1, 28, 28)
+    y = (x[:, 0, :14].mean((1, 2)) > x[:, 0, 14:].mean((1, 2))).long()
+    opt = torch.optim.Adam(C.parameters(), 1e-2)
+    for _ in range(60):
+        loss = F.cross_entropy(C(x), y)
+        opt.zero_grad(), loss.backward(), opt.step()
+    assert (C(x).argmax(1) == y).float().mean() > 0.95

@@ -1,0 +1,121 @@
+"""Classifier training: the oracle (labels and features for metrics) and downstream classifiers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as F
+
+from gan_unlearn.checkpoint import dataset_record, model_entry, package_versions
+from gan_unlearn.data import ImageDataset
+from gan_unlearn.models import Classifier
+from gan_unlearn.runtime import autocast, check_precision, seed_everything
+
+from .loop import ResumableTrainer
+
+
+@dataclass
+class ClassifierConfig:
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    hidden: int = 512
+    dropout: float = 0.25
+    precision: str = "fp32"
+    seed: int = 0
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images_uint8: torch.Tensor, device, batch_size: int = 1000,
+            precision: str = "fp32") -> torch.Tensor:
+    """Class logits for uint8 images, in eval mode."""
+    from gan_unlearn.data import to_float
+
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images_uint8), batch_size):
+        with autocast(torch.device(device), precision):
+            out.append(model(to_float(images_uint8[i:i + batch_size].to(device))).float().cpu())
+    model.train(was)
+    return torch.cat(out) if out else torch.empty(0, model.num_classes)
+
+
+def accuracy(model, dataset: ImageDataset, device, classes=None) -> float:
+    """Top-1 accuracy, optionally on the images of the given classes only."""
+    images, labels = dataset.images, dataset.labels
+    if classes is not None:
+        mask = torch.isin(labels, torch.as_tensor(list(classes)))
+        images, labels = images[mask], labels[mask]
+    if len(labels) == 0:
+        return float("nan")
+    return (predict(model, images, device).argmax(1) == labels).float().mean().item()
+
+
+class ClassifierTrainer(ResumableTrainer):
+    kind = "classifier"
+
+    def __init__(self, dataset: ImageDataset, config: ClassifierConfig, device: torch.device, out, *,
+                 test_set: ImageDataset | None = None, checkpoint_every: int = 500, show_progress: bool = True,
+                 provenance: dict | None = None):
+        super().__init__(num_items=len(dataset), batch_size=config.batch_size, epochs=config.epochs,
+                         seed=config.seed, out=out, checkpoint_every=checkpoint_every, show_progress=show_progress)
+        check_precision(config.precision)
+        self.dataset, self.config, self.device, self.test_set = dataset, config, device, test_set
+        self.provenance = provenance or {}
+        seed_everything(config.seed)
+        c, h, _ = dataset.image_shape
+        self.model = Classifier(h, c, dataset.num_classes, hidden=config.hidden, dropout=config.dropout).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+
+    def config_record(self) -> dict:
+        return {**asdict(self.config), "dataset_hash": self.dataset.content_hash()[:16]}
+
+    def train_step(self, indices: torch.Tensor) -> dict:
+        x = self.dataset.batch(indices, self.device)
+        y = self.dataset.labels[indices].to(self.device)
+        with autocast(self.device, self.config.precision):
+            loss = F.cross_entropy(self.model(x).float(), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def training_state(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+
+    def end_of_epoch(self, epoch: int, means: dict) -> dict:
+        if self.test_set is None:
+            return {}
+        return {"test_accuracy": round(accuracy(self.model, self.test_set, self.device), 5)}
+
+    def final_checkpoint(self) -> dict:
+        metrics = {"steps": self.global_step}
+        if self.test_set is not None:
+            metrics["test_accuracy"] = self.epoch_log[-1]["test_accuracy"]
+            metrics["test_size"] = len(self.test_set)
+        return {
+            "kind": "classifier",
+            "models": {"classifier": model_entry(self.model)},
+            "dataset": dataset_record(self.dataset),
+            "config": asdict(self.config),
+            "seed": self.config.seed,
+            "versions": package_versions(),
+            "metrics": metrics,
+            "history": self.epoch_log,
+            "lineage": [{"event": "train-classifier", **self.provenance,
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
+        }
+
+
+def train_classifier(dataset: ImageDataset, config: ClassifierConfig, device, out, *, resume: bool = False,
+                     stop_after_steps: int | None = None, **kwargs) -> dict:
+    """Train the small CNN on ``dataset``, evaluate on ``test_set`` each epoch, write ``out``."""
+    return ClassifierTrainer(dataset, config, device, out, **kwargs).fit(resume=resume,
+                                                                         stop_after_steps=stop_after_steps)
