@@ -46,12 +46,17 @@ def dataset_option(func):
                              "relative to the working directory or to --data-root).")(func)
 
 
-def run_options(func):
+def device_options(func):
     func = click.option("--quiet", is_flag=True, help="No progress bars.")(func)
-    func = click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, data order, latents.")(func)
     func = click.option("--device", default="auto", show_default=True,
                         help="cpu, cuda, cuda:N, or auto (CUDA when available).")(func)
     return func
+
+
+def run_options(func):
+    func = device_options(func)
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Seed for weights, data order and latents.")(func)
 
 
 def limit_option(func):
@@ -200,3 +205,108 @@ def info_cmd(checkpoint, as_json):
 
     summary = checkpoint_summary(load_checkpoint(checkpoint))
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+def request_options(func):
+    func = click.option("--forget-items", default=None, metavar="FILE_OR_LIST",
+                        help="Training-set indices to forget: a file (JSON list or whitespace/comma separated) "
+                             "or an inline list like 3,17,42.")(func)
+    func = click.option("--forget-class", type=int, default=None, help="Class id whose images are forgotten.")(func)
+    func = click.option("--gan", "gan_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                        help="The original GAN checkpoint (never modified).")(func)
+    return func
+
+
+def parse_overrides(pairs, config_type):
+    """``--set key=value`` pairs as typed keyword arguments of a config dataclass."""
+    import dataclasses
+
+    types = {f.name: f.type for f in dataclasses.fields(config_type)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(types))}")
+        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        try:
+            out[key] = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes", "on"),
+                        "str": str}[kind](value)
+        except ValueError:
+            raise UserError(f"--set {pair!r}: {value!r} is not a valid {kind}") from None
+    return out
+
+
+@main.command("unlearn", context_settings=CONTEXT)
+@request_options
+@click.option("--oracle", "oracle_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Oracle classifier checkpoint: required for --forget-class; for items it gives the feature "
+                   "space of nearest neighbours (pixels otherwise).")
+@click.option("--method", type=click.Choice(["cascaded", "finetune"]), default="cascaded", show_default=True,
+              help="cascaded: fake label + substitution; finetune: plain GAN training on retained data (baseline).")
+@click.option("--substitution", type=click.Choice(["nearest-real", "nearest-latent", "none"]), default=None,
+              help="Substitute for forgotten latents: nearest retained real image (A) or the original "
+                   "generator's image at the nearest retained latent (B).  [default: nearest-real]")
+@click.option("--max-rounds", type=click.IntRange(min=1), default=None, help="Step budget in rounds.  [default: 60]")
+@click.option("--forget-target", type=float, default=None,
+              help="Class requests stop once the forgotten class's share of samples is at most this.  [default: 0.01]")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default=None, help="[default: bf16]")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Any other parameter of the cascade (lr_g, lambda_sub, lambda_keep, lambda_u, fake_target, "
+                   "d_steps, g_steps, pool_size, ...); repeatable.")
+@data_options
+@run_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="New checkpoint; a JSON summary goes beside it (OUT.json).")
+@user_errors
+def unlearn_cmd(gan_path, forget_class, forget_items, oracle_path, method, substitution, max_rounds, forget_target,
+                precision, overrides, data_root, download, device, seed, quiet, out):
+    """Remove training items or a class from a GAN by cascaded unlearning (or fine-tuning)."""
+    from trainers.cascaded import UnlearnConfig
+    from trainers.checkpoints import parse_request, unlearn_checkpoint
+
+    from .checkpoint import atomic_write, check_output_path
+
+    check_output_path(out, inputs=(gan_path, oracle_path))
+    request = parse_request(forget_class, forget_items)
+    given = {"substitution": substitution, "max_rounds": max_rounds, "forget_target": forget_target,
+             "precision": precision}
+    config = UnlearnConfig(seed=seed, **{k: v for k, v in given.items() if v is not None},
+                           **parse_overrides(overrides, UnlearnConfig)).validate()
+    summary = unlearn_checkpoint(gan_path, request, out, oracle_path=oracle_path, method=method, config=config,
+                                 data_root=data_root, download=download, device=device, show_progress=not quiet)
+    summary_path = out.with_name(out.name + ".json")
+    atomic_write(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    click.echo(f"{method}: forgot {request} in {summary['seconds']:.2f} s ({summary['rounds']} rounds, "
+               f"{summary['stopping_reason']}); before {_fmt(summary['before'])}, after {_fmt(summary['after'])}; "
+               f"wrote {out} and {summary_path}")
+
+
+def _fmt(metric: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metric.items())
+
+
+@main.command("retrain", context_settings=CONTEXT)
+@request_options
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Override the recorded number of epochs (default: the original recipe's).")
+@click.option("--resume", is_flag=True, help="Continue from OUT.resume if an earlier run was interrupted.")
+@data_options
+@device_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="New checkpoint; a JSON summary goes beside it (OUT.json).")
+@user_errors
+def retrain_cmd(gan_path, forget_class, forget_items, epochs, resume, data_root, download, device, quiet, out):
+    """Baseline: retrain the GAN from scratch on the retained data with the recipe (and seed) recorded in --gan."""
+    from trainers.checkpoints import parse_request, retrain_checkpoint
+
+    from .checkpoint import atomic_write, check_output_path
+
+    check_output_path(out, inputs=(gan_path,))
+    request = parse_request(forget_class, forget_items)
+    summary = retrain_checkpoint(gan_path, request, out, data_root=data_root, download=download, device=device,
+                                 show_progress=not quiet, resume=resume, epochs=epochs)
+    summary_path = out.with_name(out.name + ".json")
+    atomic_write(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    click.echo(f"retrained without {request} in {summary['seconds']:.1f} s ({summary['steps']} steps); "
+               f"wrote {out} and {summary_path}")

@@ -76,3 +76,15 @@ def to_memory_format(module_or_tensor, channels_last: bool):
     if channels_last:
         return module_or_tensor.to(memory_format=torch.channels_last)
     return module_or_tensor
+
+
+@torch.no_grad()
+def batched(fn, inputs: torch.Tensor, batch_size: int = 1000, device: torch.device | str | None = None,
+            precision: str = "fp32") -> torch.Tensor:
+    """Apply ``fn`` to ``inputs`` in batches (on ``device``), returning float32 results on the CPU."""
+    device = torch.device(device) if device is not None else inputs.device
+    out = []
+    for i in range(0, len(inputs), batch_size):
+        with autocast(device, precision):
+            out.append(fn(inputs[i:i + batch_size].to(device)).float().cpu())
+    return torch.cat(out)

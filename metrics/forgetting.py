@@ -1,0 +1,40 @@
+"""Forget metrics that unlearning stops on and reports: the share of generated samples of a forgotten
+class, and the discriminator's scores on forgotten versus held-out images."""
+
+from __future__ import annotations
+
+import torch
+
+from gan_unlearn.runtime import batched
+
+
+@torch.no_grad()
+def class_share(generator, oracle, class_id: int, num_samples: int = 10000, seed: int = 0, device="cpu",
+                precision: str = "fp32", batch_size: int = 1000) -> float:
+    """Share of ``num_samples`` generated images (seeded latents, eval mode) that the oracle assigns to
+    ``class_id``: the forget rate of class unlearning."""
+    counts = class_histogram(generator, oracle, num_samples, seed, device, precision, batch_size)
+    return (counts[class_id] / counts.sum()).item()
+
+
+@torch.no_grad()
+def class_histogram(generator, oracle, num_samples: int = 10000, seed: int = 0, device="cpu",
+                    precision: str = "fp32", batch_size: int = 1000) -> torch.Tensor:
+    """How many of ``num_samples`` generated images the oracle assigns to each class."""
+    was_g, was_o = generator.training, oracle.training
+    generator.eval(), oracle.eval()
+    z = generator.sample_latents(num_samples, torch.Generator().manual_seed(seed))
+    preds = batched(lambda v: oracle(generator(v)), z, batch_size, device, precision).argmax(1)
+    generator.train(was_g), oracle.train(was_o)
+    return torch.bincount(preds, minlength=oracle.num_classes)
+
+
+@torch.no_grad()
+def discriminator_scores(discriminator, images: torch.Tensor, device="cpu", precision: str = "fp32",
+                         batch_size: int = 1000) -> torch.Tensor:
+    """D's probability of "real" for each image in [-1, 1] (eval mode, so scores do not depend on batching)."""
+    was = discriminator.training
+    discriminator.eval()
+    scores = batched(lambda x: torch.sigmoid(discriminator(x).float()), images, batch_size, device, precision)
+    discriminator.train(was)
+    return scores

@@ -1,0 +1,348 @@
+"""Cascaded GAN unlearning (SPEC section 2) and the fine-tuning baseline.
+
+Rounds alternate a discriminator stage, where forgotten images are labelled fake, and a generator
+stage, where forgotten latents learn to produce nearby retained samples (substitution) while the
+adversarial loss keeps samples realistic and an optional preservation loss keeps retained latents
+where they were. The fine-tuning baseline is the same loop with only the plain GAN losses on the
+retained data. Both work on copies: the models passed in are never modified.
+
+Generator and discriminator run in eval mode throughout (BatchNorm as a fixed affine map): the
+function that is optimised is exactly the one that samples and scores afterwards, and batches of
+only forgotten images cannot skew normalisation statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch.nn import functional as F
+
+from gan_unlearn.data import ImageDataset
+from gan_unlearn.errors import UserError
+from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.runtime import autocast, batched, check_precision, progress, resolve_device, to_memory_format
+from metrics.forgetting import class_share, discriminator_scores
+
+from .latents import SUBSTITUTIONS, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
+
+
+@dataclass
+class UnlearnConfig:
+    """Parameters of one unlearning run; all of them are recorded in the output checkpoint."""
+
+    max_rounds: int = 60
+    min_rounds: int = 5
+    d_warmup: int = 0
+    d_steps: int = 1
+    g_steps: int = 1
+    batch_size: int = 64
+    forget_batch: int = 32
+    lr_d: float = 2e-4
+    lr_g: float = 5e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_u: float = 1.0
+    fake_target: float = 0.0
+    lambda_adv: float = 1.0
+    lambda_sub: float = 10.0
+    lambda_keep: float = 10.0
+    substitution: str = "nearest-real"
+    mine_fresh: bool = True
+    distance: str = "l2"
+    pool_size: int = 8192
+    class_threshold: float = 0.5
+    item_neighbours: int = 4
+    invert_steps: int = 0
+    invert_lr: float = 0.05
+    target_pool: int = 10000
+    check_every: int = 5
+    check_samples: int = 1000
+    forget_target: float = 0.01
+    held_out: int = 1000
+    seed: int = 0
+    precision: str = "bf16"
+    channels_last: bool = True
+
+    def validate(self) -> "UnlearnConfig":
+        check_precision(self.precision)
+        if self.substitution not in SUBSTITUTIONS:
+            raise UserError(f"unknown substitution {self.substitution!r}; use one of {', '.join(SUBSTITUTIONS)}")
+        if self.distance not in DISTANCES:
+            raise UserError(f"unknown distance {self.distance!r}; use one of {', '.join(DISTANCES)}")
+        for name in ("max_rounds", "batch_size", "forget_batch", "pool_size", "check_every", "check_samples"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1")
+        if not 0 <= self.fake_target < 1:
+            raise UserError("fake-target must be in [0, 1)")
+        return self
+
+    @classmethod
+    def from_record(cls, record: dict, **overrides) -> "UnlearnConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in record.items() if k in names}, **overrides})
+
+
+DISTANCES = {"l2": F.mse_loss, "l1": F.l1_loss}
+
+
+@dataclass
+class UnlearningResult:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    summary: dict = field(default_factory=dict)
+
+
+class PhaseTimer:
+    """Wall time per phase; synchronises CUDA so that asynchronous kernels are charged to their phase."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, {}
+
+    def __call__(self, phase: str):
+        timer = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                if timer.device.type == "cuda":
+                    torch.cuda.synchronize(timer.device)
+                timer.seconds[phase] = timer.seconds.get(phase, 0.0) + time.perf_counter() - self.t0
+
+        return _Phase()
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+class CascadedUnlearning:
+    """Fake-label discriminator stage + substitution generator stage, in rounds, with a stopping rule."""
+
+    name = "cascaded"
+    uses_fake_label = True
+    uses_substitution = True
+
+    def __init__(self, generator, discriminator, request: ForgetRequest, train_set: ImageDataset,
+                 config: UnlearnConfig | None = None, *, oracle=None, held_out: ImageDataset | None = None,
+                 device="cpu", show_progress: bool = True):
+        self.config = (config or UnlearnConfig()).validate()
+        self.device = resolve_device(device)
+        self.request, self.train_set, self.held_out_set = request, train_set, held_out
+        self.forget_idx, self.retain_idx = request.split(train_set.labels, train_set.num_classes)
+        if request.kind == "class" and oracle is None:
+            raise UserError("class unlearning needs an oracle classifier (--oracle) to find the class's latents")
+        if request.kind == "item" and held_out is None:
+            raise UserError("item unlearning needs held-out real images (the test split) for its stopping rule")
+        cl = self.config.channels_last
+        self.G0 = generator.to(self.device).eval()
+        self.G = to_memory_format(copy.deepcopy(generator).to(self.device).eval(), cl)
+        self.D = to_memory_format(copy.deepcopy(discriminator).to(self.device).eval(), cl)
+        self.oracle = oracle.to(self.device).eval() if oracle is not None else None
+        self.show_progress = show_progress
+        self.rng = torch.Generator().manual_seed(self.config.seed)
+        self.timer = PhaseTimer(self.device)
+
+    # --- features and stopping -------------------------------------------------------------------------
+    def feature_fn(self, images: torch.Tensor) -> torch.Tensor:
+        """Feature space for nearest neighbours: the oracle's hidden layer, or pixels without an oracle."""
+        return self.oracle.features(images) if self.oracle is not None else images.flatten(1)
+
+    def forget_metric(self) -> dict:
+        """The stopping rule's measurement on the current models."""
+        c = self.config
+        if self.request.kind == "class":
+            share = class_share(self.G, self.oracle, self.request.class_id, c.check_samples, seed=c.seed + 17,
+                                device=self.device, precision=c.precision)
+            return {"class_share": share, "satisfied": share <= c.forget_target}
+        forgotten = discriminator_scores(self.D, self.forget_images, self.device, c.precision).mean().item()
+        held = discriminator_scores(self.D, self.held_out_images, self.device, c.precision).mean().item()
+        return {"d_score_forgotten": forgotten, "d_score_held_out": held, "satisfied": forgotten <= held}
+
+    # --- preparation ---------------------------------------------------------------------------------------
+    def prepare(self) -> dict:
+        """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
+        c = self.config
+        pool = LatentPool.draw(self.G0, c.pool_size, self.feature_fn, c.seed, self.device, c.precision)
+        if self.request.kind == "class":
+            forgotten, retained = class_forget_mask(pool, self.oracle, self.request.class_id, c.class_threshold)
+            z_forget, forget_feats = pool.z[forgotten], pool.features[forgotten]
+        else:
+            item_feats = batched(self.feature_fn, self.forget_images, 1000, self.device, c.precision)
+            idx, items, retained = item_forget_latents(pool, item_feats, c.item_neighbours)
+            z_forget, forget_feats = pool.z[idx], pool.features[idx]
+            if c.invert_steps > 0:
+                z_forget = invert(self.G0, z_forget, self.forget_images[items], c.invert_steps, c.invert_lr,
+                                  self.device)
+                forget_feats = batched(lambda z: self.feature_fn(self.G0(z)), z_forget, 1000, self.device,
+                                       c.precision)
+        if len(z_forget) == 0:
+            raise UserError(f"no latent of the pool shows the forgotten content ({self.request}); "
+                            "lower --class-threshold or raise --pool-size")
+        real, real_feats = None, None
+        if c.substitution == "nearest-real":
+            pick = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.rng)[:c.target_pool]]
+            real = self.train_set.batch(pick)
+            real_feats = batched(self.feature_fn, real, 1000, self.device, c.precision)
+        self.substitute_for = lambda z, feats: substitutes(c.substitution, pool, retained, z, feats, real, real_feats)
+        subs = self.substitute_for(z_forget, forget_feats)
+        keep = retained.nonzero().flatten()
+        self.targets = dict(z_forget=z_forget, substitutes=subs, z_keep=pool.z[keep], keep_images=pool.images[keep])
+        return {"pool_size": c.pool_size, "forgotten_latents": len(z_forget), "kept_latents": len(keep)}
+
+    # --- the two stages ------------------------------------------------------------------------------------
+    def _pick(self, n: int, size: int) -> torch.Tensor:
+        return torch.randint(n, (size,), generator=self.rng)
+
+    def _images(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.train_set.batch(idx, self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    def discriminator_loss(self, real, fake, forgotten):
+        """Real retained images -> 1, generated -> 0, forgotten images -> fake (the fake-label criterion)."""
+        loss = bce(self.D(real), 1.0) + bce(self.D(fake), 0.0)
+        if self.uses_fake_label and self.config.lambda_u > 0:
+            loss = loss + self.config.lambda_u * bce(self.D(forgotten), self.config.fake_target)
+        return loss
+
+    def discriminator_step(self) -> float:
+        c = self.config
+        real = self._images(self.retain_idx[self._pick(len(self.retain_idx), c.batch_size)])
+        forgotten = self._images(self.forget_idx[self._pick(len(self.forget_idx), c.forget_batch)]) \
+            if self.uses_fake_label else None
+        z = self.G.sample_latents(c.batch_size, self.rng, self.device)
+        with autocast(self.device, c.precision):
+            with torch.no_grad():
+                fake = self.G(z)
+            loss = self.discriminator_loss(real, fake, forgotten)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.item()
+
+    def generator_loss(self, z_fresh):
+        """Adversarial loss on fresh latents + substitution on forgotten latents + preservation."""
+        c, t = self.config, self.targets
+        dist = DISTANCES[c.distance]
+        parts = [z_fresh]
+        use_sub = self.uses_substitution and t["substitutes"] is not None and c.lambda_sub > 0
+        use_keep = self.uses_substitution and c.lambda_keep > 0 and len(t["z_keep"]) > 0
+        if use_sub:
+            i_sub = self._pick(len(t["z_forget"]), c.batch_size)
+            parts.append(t["z_forget"][i_sub].to(self.device))
+        if use_keep:
+            i_keep = self._pick(len(t["z_keep"]), c.batch_size)
+            parts.append(t["z_keep"][i_keep].to(self.device))
+        out = self.G(torch.cat(parts)).float()  # eval-mode BatchNorm: one pass serves all three terms
+        chunks = out.split([len(p) for p in parts])
+        loss = c.lambda_adv * bce(self.D(chunks[0]), 1.0)
+        if use_sub and c.mine_fresh and self.request.kind == "class":
+            loss = loss + self.fresh_substitution_loss(z_fresh, chunks[0], dist)
+        k = 1
+        if use_sub:
+            loss = loss + c.lambda_sub * dist(chunks[k], t["substitutes"][i_sub].to(self.device))
+            k += 1
+        if use_keep:
+            loss = loss + c.lambda_keep * dist(chunks[k], t["keep_images"][i_keep].to(self.device))
+        return loss
+
+    def fresh_substitution_loss(self, z_fresh, out_fresh, dist):
+        """Fresh latents whose original output shows the forgotten class are forgotten latents too:
+        substituting them as they come covers the class's whole latent region, not just the pool."""
+        c = self.config
+        with torch.no_grad():
+            feats = self.oracle.features(self.G0(z_fresh)).float()
+            mask = F.softmax(self.oracle.head(feats).float(), 1)[:, self.request.class_id] > c.class_threshold
+        if not mask.any():
+            return 0.0
+        targets = self.substitute_for(z_fresh[mask].cpu(), feats[mask].cpu()).to(self.device)
+        return c.lambda_sub * mask.float().mean() * dist(out_fresh[mask], targets)
+
+    def generator_step(self) -> float:
+        c = self.config
+        z = self.G.sample_latents(c.batch_size, self.rng, self.device)
+        with autocast(self.device, c.precision):
+            loss = self.generator_loss(z)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return loss.item()
+
+    # --- the cascade ---------------------------------------------------------------------------------------
+    def run(self) -> UnlearningResult:
+        c = self.config
+        self.forget_images = self.train_set.batch(self.forget_idx)
+        if self.request.kind == "item":
+            pick = torch.randperm(len(self.held_out_set), generator=torch.Generator().manual_seed(c.seed))
+            self.held_out_images = self.held_out_set.batch(pick[:c.held_out])
+        before = self.forget_metric()  # measured outside the timed procedure: it is the report's baseline
+        with self.timer("prepare"):
+            counts = self.prepare() if self.uses_substitution else {}
+            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=(c.beta1, c.beta2))
+            self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=(c.beta1, c.beta2))
+        with self.timer("discriminator"):
+            for _ in range(c.d_warmup):  # lets D learn the fake label before G follows its gradient
+                self.discriminator_step()
+        history, reason, rounds = [], "step budget", 0
+        bar = progress(range(c.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
+        for r in bar:
+            with self.timer("discriminator"):
+                loss_d = sum(self.discriminator_step() for _ in range(c.d_steps)) / max(c.d_steps, 1)
+            with self.timer("generator"):
+                loss_g = sum(self.generator_step() for _ in range(c.g_steps)) / max(c.g_steps, 1)
+            rounds = r + 1
+            if rounds >= c.min_rounds and (rounds % c.check_every == 0 or rounds == c.max_rounds):
+                with self.timer("checks"):
+                    metric = self.forget_metric()
+                history.append({"round": rounds, "loss_d": round(loss_d, 4), "loss_g": round(loss_g, 4),
+                                **{k: v for k, v in metric.items() if k != "satisfied"}})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items() if k != "round"}, refresh=False)
+                if metric["satisfied"]:
+                    reason = "forget metric reached"
+                    break
+        bar.close()
+        after = self.forget_metric()
+        summary = {
+            "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
+            "rounds": rounds, "d_steps": c.d_warmup + rounds * c.d_steps, "g_steps": rounds * c.g_steps,
+            "stopping_reason": reason, "seconds": round(self.timer.total(), 3),
+            "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
+            "before": {k: v for k, v in before.items() if k != "satisfied"},
+            "after": {k: v for k, v in after.items() if k != "satisfied"},
+            "history": history, **counts, "config": asdict(c),
+        }
+        return UnlearningResult(self.G.to(memory_format=torch.contiguous_format).cpu(),
+                                self.D.to(memory_format=torch.contiguous_format).cpu(), summary)
+
+
+class FineTune(CascadedUnlearning):
+    """Baseline: continue plain GAN training on the retained data only (no fake label, no substitution)."""
+
+    name = "finetune"
+    uses_fake_label = False
+    uses_substitution = False
+
+
+def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+UNLEARNING_METHODS = {cls.name: cls for cls in (CascadedUnlearning, FineTune)}
+
+
+def unlearn(generator, discriminator, request: ForgetRequest, train_set: ImageDataset, *, method: str = "cascaded",
+            config: UnlearnConfig | None = None, oracle=None, held_out: ImageDataset | None = None, device="cpu",
+            show_progress: bool = False) -> UnlearningResult:
+    """Remove ``request`` from a trained GAN; returns new models and a summary (inputs stay unchanged).
+
+    ``train_set`` is the GAN's training set (forget indices point into it); ``oracle`` is required for
+    class requests, ``held_out`` (real images never trained on) for item requests.
+    """
+    if method not in UNLEARNING_METHODS:
+        raise UserError(f"unknown method {method!r}; use one of {', '.join(UNLEARNING_METHODS)}")
+    return UNLEARNING_METHODS[method](generator, discriminator, request, train_set, config, oracle=oracle,
+                                      held_out=held_out, device=device, show_progress=show_progress).run()
