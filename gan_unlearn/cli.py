@@ -310,3 +310,148 @@ def retrain_cmd(gan_path, forget_class, forget_items, epochs, resume, data_root,
     atomic_write(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
     click.echo(f"retrained without {request} in {summary['seconds']:.1f} s ({summary['steps']} steps); "
                f"wrote {out} and {summary_path}")
+
+
+def _classifier_methods():
+    from trainers.classifier_unlearning import METHODS
+
+    return list(METHODS)
+
+
+def _typed_params(pairs) -> dict:
+    """``--set key=value`` for method parameters: numbers where they parse, strings otherwise."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE")
+        for cast in (int, float):
+            try:
+                out[key.strip().replace("-", "_")] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@main.command("unlearn-classifier", context_settings=CONTEXT)
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Classifier checkpoint (never modified).")
+@click.option("--forget-class", type=int, required=True, help="Class to forget.")
+@click.option("--method", type=click.Choice(_classifier_methods()), default="path-perturbation", show_default=True,
+              help="path-perturbation (zero-shot, LRP path units zeroed), path-gaussian / path-laplace (noise "
+                   "baselines), jit (zero-shot Lipschitz), topk / randomk (parameter noise), l2ul.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Method parameter, repeatable (for example top_h=80, lr=0.01).")
+@click.option("--dataset", default=None, metavar="NAME",
+              help="Dataset to evaluate on (default: the checkpoint's; another one is refused).")
+@data_options
+@run_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="New checkpoint; a JSON summary goes beside it (OUT.json).")
+@user_errors
+def unlearn_classifier_cmd(model_path, forget_class, method, overrides, dataset, data_root, download, device, seed,
+                           quiet, out):
+    """Remove a class from a classifier and report accuracies and membership AUC before and after."""
+    from trainers.classifier_unlearning import get_method, unlearn_classifier_checkpoint
+
+    from .checkpoint import atomic_write, check_output_path
+
+    check_output_path(out, inputs=(model_path,))
+    params = _typed_params(overrides)
+    get_method(method, **params)  # unknown parameters fail before any loading
+    s = unlearn_classifier_checkpoint(model_path, forget_class, method, out, params=params, dataset=dataset,
+                                      data_root=data_root, download=download, device=device, seed=seed)
+    summary_path = out.with_name(out.name + ".json")
+    atomic_write(summary_path, lambda f: f.write(json.dumps(s, indent=2).encode()))
+    b, a = s["before"], s["after"]
+    click.echo(f"{method}: class {forget_class} test accuracy {100 * b['acc_forget_test']:.2f}% -> "
+               f"{100 * a['acc_forget_test']:.2f}%, other classes {100 * b['acc_rest_test']:.2f}% -> "
+               f"{100 * a['acc_rest_test']:.2f}%, membership AUC {b['mia_auc']:.3f} -> {a['mia_auc']:.3f}, "
+               f"{s['seconds']:.2f} s; wrote {out} and {summary_path}")
+
+
+@main.command("relevance", context_settings=CONTEXT)
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Classifier checkpoint.")
+@click.option("--class", "class_id", type=int, required=True, help="Class whose logit seeds the relevance.")
+@click.option("--layer", default="head", show_default=True,
+              help="Layer name (head, fc, conv.0, ...); units are its neurons or channels.")
+@click.option("--at", type=click.Choice(["input", "output"]), default="input", show_default=True)
+@click.option("--rule", type=click.Choice(["epsilon", "grad_x_act"]), default="epsilon", show_default=True)
+@click.option("--epsilon", type=float, default=0.1, show_default=True)
+@click.option("--num", type=click.IntRange(min=1), default=36, show_default=True,
+              help="Test-split images of the class to attribute.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Units to list.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a bar chart of the units' relevance (PNG; needs matplotlib).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write all units' relevance as JSON.")
+@data_options
+@device_options
+@user_errors
+def relevance_cmd(model_path, class_id, layer, at, rule, epsilon, num, top, plot, json_path, data_root, download,
+                  device, quiet):
+    """List (and plot) the units of a layer most relevant to a class, over test images of that class."""
+    import torch
+
+    from .checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
+    from .data import load_dataset
+    from .relevance import unit_relevance
+    from .runtime import resolve_device
+
+    for p in (plot, json_path):
+        if p is not None:
+            check_output_path(p, inputs=(model_path,))
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(model_path, kind="classifier")
+    model = restore_model(ckpt, "classifier", dev).eval()
+    test = load_dataset(ckpt["dataset"]["name"], "test", data_root, download)
+    if not 0 <= class_id < model.num_classes:
+        raise UserError(f"class {class_id} is out of range: the model has classes 0..{model.num_classes - 1}")
+    idx = (test.labels == class_id).nonzero().flatten()[:num]
+    rel = unit_relevance(model, layer, test.batch(idx, dev), lambda out: out[:, class_id], at=at, rule=rule,
+                         epsilon=epsilon, reduce="none")
+    total, hits = rel.sum(0), torch.bincount(rel.topk(min(top, rel.shape[1]), 1).indices.flatten().cpu(),
+                                             minlength=rel.shape[1])
+    order = total.argsort(descending=True)[:top]
+    click.echo(f"{layer} ({at}), rule {rule}, {len(idx)} test images of class {class_id}:")
+    click.echo(f"{'unit':>6} {'relevance':>12} {'in top-' + str(top):>10}")
+    for u in order.tolist():
+        click.echo(f"{u:>6} {total[u].item():>12.4f} {hits[u].item():>10}")
+    if json_path is not None:
+        payload = {"layer": layer, "at": at, "rule": rule, "epsilon": epsilon, "class_id": class_id,
+                   "num_images": len(idx), "relevance": total.tolist()}
+        atomic_write(json_path, lambda f: f.write(json.dumps(payload).encode()))
+    if plot is not None:
+        from .plots import bar_chart
+
+        bar_chart(total.cpu(), plot, title=f"relevance of {layer} units for class {class_id} ({rule})",
+                  xlabel="unit", ylabel="relevance (sum over images)")
+        click.echo(f"wrote {plot}")
+
+
+def entry_point(argv=None) -> None:
+    """The console script: like click's standalone mode, but every error is one line on stderr."""
+    import sys
+
+    try:
+        main.main(args=argv, prog_name="gan-unlearn", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help())  # bare `gan-unlearn`: show the help, as click does
+        sys.exit(0)
+    except click.exceptions.UsageError as exc:
+        hint = f" (see 'gan-unlearn {exc.ctx.info_name} --help')" if exc.ctx is not None and exc.ctx.parent else \
+            " (see 'gan-unlearn --help')"
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Error: aborted", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,59 @@
+"""How well a classifier forgot a class: accuracies on the class and the rest, a membership attack on the
+class's training images, and the forgetting / memory retention rates of Zuo et al."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from gan_unlearn.data import ImageDataset
+from gan_unlearn.runtime import batched
+
+from .membership import auc
+
+
+def _logits(model, images_uint8: torch.Tensor, device) -> torch.Tensor:
+    from gan_unlearn.data import to_float
+
+    model.eval()
+    return batched(lambda x: model(to_float(x)), images_uint8, 1000, device)
+
+
+def true_label_confidence(model, dataset: ImageDataset, device="cpu") -> torch.Tensor:
+    return F.softmax(_logits(model, dataset.images, device), 1).gather(1, dataset.labels[:, None]).squeeze(1)
+
+
+def class_accuracies(model, dataset: ImageDataset, class_id: int, device="cpu") -> dict:
+    pred = _logits(model, dataset.images, device).argmax(1)
+    hit = pred == dataset.labels
+    mask = dataset.labels == class_id
+    return {"forget": hit[mask].float().mean().item(), "rest": hit[~mask].float().mean().item()}
+
+
+def class_membership_auc(model, train_of_class: ImageDataset, test_of_class: ImageDataset, device="cpu") -> float:
+    """AUC of the true-label confidence separating the class's training images (members) from its test
+    images (non-members): 0.5 means the training images are not recognisable as trained on."""
+    return auc(true_label_confidence(model, train_of_class, device), true_label_confidence(model, test_of_class, device))
+
+
+def classifier_report(model, class_id: int, train: ImageDataset, test: ImageDataset, device="cpu") -> dict:
+    """Accuracies (train and test, forgotten class and the rest) and the class membership AUC.
+
+    ``train`` may be a sample of the training set; ``test`` should exclude any proxy images a zero-shot
+    method looked at.
+    """
+    tr, te = class_accuracies(model, train, class_id, device), class_accuracies(model, test, class_id, device)
+    members = train.subset((train.labels == class_id).nonzero().flatten())
+    non_members = test.subset((test.labels == class_id).nonzero().flatten())
+    return {"acc_forget_train": tr["forget"], "acc_rest_train": tr["rest"], "acc_forget_test": te["forget"],
+            "acc_rest_test": te["rest"], "mia_auc": class_membership_auc(model, members, non_members, device)}
+
+
+def forgetting_rate(acc_before: float, acc_after: float) -> float:
+    """Relative accuracy drop on the forget data (1 = completely forgotten)."""
+    return (acc_before - acc_after) / acc_before if acc_before > 0 else float("nan")
+
+
+def retention_rate(acc_before: float, acc_after: float) -> float:
+    """Accuracy after / before on retained data (1 = nothing lost)."""
+    return acc_after / acc_before if acc_before > 0 else float("nan")
