@@ -455,3 +455,47 @@ def entry_point(argv=None) -> None:
         sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+@main.command("evaluate", context_settings=CONTEXT)
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--oracle", "oracle_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Oracle classifier: labels samples, and gives the classifier FID features.")
+@click.option("--forget-class", type=int, default=None,
+              help="Class request to measure (default: the one recorded in the unlearned checkpoints).")
+@click.option("--forget-items", default=None, metavar="FILE_OR_LIST",
+              help="Item request to measure (indices are never stored in checkpoints, so give them here).")
+@click.option("--extractor", type=click.Choice(["classifier", "inception"]), default="classifier", show_default=True,
+              help="FID features: the oracle's hidden layer, or pytorch-fid's InceptionV3 pool3.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
+              help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache).")
+@click.option("--lpips-backbone", type=click.Path(dir_okay=False), default=None,
+              help="torchvision AlexNet weights for LPIPS memorisation of items (off when not given).")
+@click.option("--samples", type=click.IntRange(min=2), default=10000, show_default=True)
+@click.option("--downstream-samples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Train a fresh classifier on this many oracle-labelled samples per model (0: skip).")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Existing folder for report.json, report.md and sample grids.")
+@data_options
+@run_options
+@user_errors
+def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, extractor, inception_weights, lpips_backbone,
+                 samples, downstream_samples, out_dir, data_root, download, device, seed, quiet):
+    """Measure GAN checkpoints side by side: FID, forget rate or item memorisation, membership AUC,
+    downstream accuracy, speedup. Writes report.json, report.md and one sample grid per model."""
+    from metrics.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
+
+    from .checkpoint import atomic_write, check_output_path
+
+    check_output_path(out_dir / "report.json", inputs=checkpoints)
+    settings = EvalSettings(samples=samples, seed=seed, extractor=extractor, inception_weights=inception_weights,
+                            downstream_samples=downstream_samples, lpips_backbone=lpips_backbone)
+    report = evaluate_checkpoints(list(checkpoints), oracle_path, forget_class=forget_class, forget_items=forget_items,
+                                  settings=settings, data_root=data_root, download=download, device=device,
+                                  out_dir=out_dir, show_progress=not quiet, log=click.echo)
+    table = markdown_table(report)
+    atomic_write(out_dir / "report.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    atomic_write(out_dir / "report.md", lambda f: f.write((table + "\n").encode()))
+    click.echo(table)
+    click.echo(f"evaluated {len(checkpoints)} model(s) in {report['seconds']:.1f} s; wrote {out_dir}/report.json, "
+               "report.md and sample grids")

@@ -133,7 +133,7 @@ def unit_relevance(model: nn.Module, layer, inputs: torch.Tensor, target, at: st
     """Relevance of one layer's units, over a batch processed in chunks (eval mode, hooks removed after)."""
     name = layer if isinstance(layer, str) else "layer"
     layers = {name: layer} if not isinstance(layer, str) else [layer]
-    was = model.training
+    modes = {m: m.training for m in model.modules()}  # restored one by one: submodules may differ
     model.eval()
     parts = []
     try:
@@ -141,6 +141,7 @@ def unit_relevance(model: nn.Module, layer, inputs: torch.Tensor, target, at: st
             for i in range(0, len(inputs), batch_size):
                 parts.append(engine.attribute(inputs[i:i + batch_size], target)[name])
     finally:
-        model.train(was)
+        for m, mode in modes.items():
+            m.training = mode
     rel = torch.cat(parts)
     return rel.sum(0) if reduce == "sum" else rel

@@ -75,3 +75,14 @@ def tiny_oracle_ckpt(tmp_path_factory, data_root):
     train_classifier(data, ClassifierConfig(epochs=2, hidden=128, seed=0), torch.device("cpu"), out,
                      test_set=test, show_progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_top_class(tiny_gan_ckpt, tiny_oracle_ckpt):
+    """The class the tiny GAN generates most often (by the tiny oracle): one it can be asked to forget."""
+    from gan_unlearn.checkpoint import load_checkpoint, restore_model
+    from metrics.forgetting import class_histogram
+
+    G = restore_model(load_checkpoint(tiny_gan_ckpt), "generator")
+    C = restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier")
+    return int(class_histogram(G, C, 1000).argmax())

@@ -26,7 +26,8 @@ from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.runtime import autocast, batched, check_precision, progress, resolve_device, to_memory_format
 from metrics.forgetting import class_share, discriminator_scores
 
-from .latents import SUBSTITUTIONS, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
+from .latents import (SUBSTITUTIONS, LatentPool, boundary_latents, class_forget_mask, invert, item_forget_latents,
+                      substitutes)
 
 
 @dataclass
@@ -51,6 +52,9 @@ class UnlearnConfig:
     lambda_keep: float = 10.0
     substitution: str = "nearest-real"
     mine_fresh: bool = True
+    boundary_steps: int = 5
+    boundary_margin: float = 0.25
+    focus_fraction: float = 0.0
     distance: str = "l2"
     pool_size: int = 8192
     class_threshold: float = 0.5
@@ -138,7 +142,7 @@ class CascadedUnlearning:
         if request.kind == "item" and held_out is None:
             raise UserError("item unlearning needs held-out real images (the test split) for its stopping rule")
         cl = self.config.channels_last
-        self.G0 = generator.to(self.device).eval()
+        self.G0 = to_memory_format(copy.deepcopy(generator).to(self.device).eval(), cl)  # frozen reference
         self.G = to_memory_format(copy.deepcopy(generator).to(self.device).eval(), cl)
         self.D = to_memory_format(copy.deepcopy(discriminator).to(self.device).eval(), cl)
         self.oracle = oracle.to(self.device).eval() if oracle is not None else None
@@ -179,19 +183,60 @@ class CascadedUnlearning:
                                   self.device)
                 forget_feats = batched(lambda z: self.feature_fn(self.G0(z)), z_forget, 1000, self.device,
                                        c.precision)
-        if len(z_forget) == 0:
-            raise UserError(f"no latent of the pool shows the forgotten content ({self.request}); "
-                            "lower --class-threshold or raise --pool-size")
         real, real_feats = None, None
         if c.substitution == "nearest-real":
             pick = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.rng)[:c.target_pool]]
             real = self.train_set.batch(pick)
             real_feats = batched(self.feature_fn, real, 1000, self.device, c.precision)
-        self.substitute_for = lambda z, feats: substitutes(c.substitution, pool, retained, z, feats, real, real_feats)
-        subs = self.substitute_for(z_forget, forget_feats)
+        if self.request.kind == "class" and c.substitution == "nearest-latent" and c.boundary_steps > 0:
+            def is_forgotten(images):
+                logits = batched(self.oracle, images, 1000, self.device, c.precision)
+                return logits.argmax(1) == self.request.class_id
+
+            def boundary_substitutes(z, feats):
+                z_sub = boundary_latents(self.G0, is_forgotten, z, pool.z[retained], c.boundary_steps,
+                                         c.boundary_margin, self.device, c.precision)
+                return batched(self.G0, z_sub, 1000, self.device, c.precision)
+
+            self.substitute_for = boundary_substitutes
+        else:
+            self.substitute_for = lambda z, feats: substitutes(c.substitution, pool, retained, z, feats, real,
+                                                               real_feats)
+        # a generator that never shows the class leaves nothing to substitute; the fake label still applies
+        subs = self.substitute_for(z_forget, forget_feats) if len(z_forget) else None
+        if c.focus_fraction > 0:
+            self.focus_on_relevant_units(z_forget)
         keep = retained.nonzero().flatten()
         self.targets = dict(z_forget=z_forget, substitutes=subs, z_keep=pool.z[keep], keep_images=pool.images[keep])
         return {"pool_size": c.pool_size, "forgotten_latents": len(z_forget), "kept_latents": len(keep)}
+
+    def focus_on_relevant_units(self, z_forget: torch.Tensor) -> None:
+        """Restrict generator updates to the channels most relevant to the forgotten content: relevance of
+        each hidden ConvTranspose layer's channels for the forgotten content's score (the oracle's logit of
+        the class, or the negative feature distance to the forgotten items), over the forgotten latents."""
+        from gan_unlearn.relevance import unit_relevance
+
+        c = self.config
+        layers = [m for m in self.G.modules() if isinstance(m, torch.nn.ConvTranspose2d)][:-1]
+        if self.request.kind == "class":
+            scorer = torch.nn.Sequential(self.G0, self.oracle)
+            target = lambda out: out[:, self.request.class_id]  # noqa: E731
+        else:
+            centre = batched(self.feature_fn, self.forget_images, 1000, self.device).mean(0).to(self.device)
+            scorer = torch.nn.Sequential(self.G0, _Features(self.feature_fn))
+            target = lambda f: -(f - centre).norm(dim=1)  # noqa: E731
+        g0_layers = [m for m in self.G0.modules() if isinstance(m, torch.nn.ConvTranspose2d)][:-1]
+        self.focus = {}
+        for layer, layer0 in zip(layers, g0_layers):
+            rel = unit_relevance(scorer, layer0, z_forget.to(self.device), target, at="output")
+            k = max(1, int(round(c.focus_fraction * len(rel))))
+            mask = torch.zeros(len(rel), device=self.device)
+            mask[rel.topk(k).indices] = 1.0
+            self.focus[layer] = mask
+            layer.weight.register_hook(lambda g, m=mask: g * m.view(1, -1, 1, 1))
+        for module, mask in zip(_following_batchnorms(self.G, layers), self.focus.values()):
+            module.weight.register_hook(lambda g, m=mask: g * m)
+            module.bias.register_hook(lambda g, m=mask: g * m)
 
     # --- the two stages ------------------------------------------------------------------------------------
     def _pick(self, n: int, size: int) -> torch.Tensor:
@@ -225,11 +270,13 @@ class CascadedUnlearning:
 
     def generator_loss(self, z_fresh):
         """Adversarial loss on fresh latents + substitution on forgotten latents + preservation."""
-        c, t = self.config, self.targets
-        dist = DISTANCES[c.distance]
+        c = self.config
+        if not self.uses_substitution:  # plain adversarial step (the fine-tuning baseline)
+            return c.lambda_adv * bce(self.D(self.G(z_fresh).float()), 1.0)
+        t, dist = self.targets, DISTANCES[c.distance]
         parts = [z_fresh]
-        use_sub = self.uses_substitution and t["substitutes"] is not None and c.lambda_sub > 0
-        use_keep = self.uses_substitution and c.lambda_keep > 0 and len(t["z_keep"]) > 0
+        use_sub = t["substitutes"] is not None and c.lambda_sub > 0
+        use_keep = c.lambda_keep > 0 and len(t["z_keep"]) > 0
         if use_sub:
             i_sub = self._pick(len(t["z_forget"]), c.batch_size)
             parts.append(t["z_forget"][i_sub].to(self.device))
@@ -314,8 +361,8 @@ class CascadedUnlearning:
             "after": {k: v for k, v in after.items() if k != "satisfied"},
             "history": history, **counts, "config": asdict(c),
         }
-        return UnlearningResult(self.G.to(memory_format=torch.contiguous_format).cpu(),
-                                self.D.to(memory_format=torch.contiguous_format).cpu(), summary)
+        return UnlearningResult(self.G.to(memory_format=torch.contiguous_format).cpu().eval(),
+                                self.D.to(memory_format=torch.contiguous_format).cpu().eval(), summary)
 
 
 class FineTune(CascadedUnlearning):
@@ -324,6 +371,21 @@ class FineTune(CascadedUnlearning):
     name = "finetune"
     uses_fake_label = False
     uses_substitution = False
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _following_batchnorms(G, layers) -> list:
+    """The BatchNorm right after each of ``layers`` in the generator's sequence."""
+    mods = list(G.net)
+    return [mods[mods.index(layer) + 1] for layer in layers]
 
 
 def bce(logits: torch.Tensor, target: float) -> torch.Tensor:

@@ -8,6 +8,9 @@ exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +23,23 @@ from gan_unlearn.runtime import progress, rng_state, set_rng_state
 
 class TrainingInterrupted(UserError):
     """Training stopped early (Ctrl-C or a step limit); the resume file holds where it was."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A scheduler's SIGTERM saves a resume file like Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
@@ -100,7 +120,12 @@ class ResumableTrainer:
         return True
 
     def fit(self, resume: bool = False, stop_after_steps: int | None = None) -> dict:
-        """Train to the end (or, for tests and Ctrl-C, stop early leaving a resume file) and write ``out``."""
+        """Train to the end (or, on Ctrl-C, SIGTERM or ``stop_after_steps``, stop early leaving a resume file)
+        and write ``out``."""
+        with _sigterm_as_interrupt():
+            return self._fit(resume, stop_after_steps)
+
+    def _fit(self, resume: bool, stop_after_steps: int | None) -> dict:
         resumed = self._load_resume() if resume else False
         steps = steps_per_epoch(self.num_items, self.batch_size)
         bar = progress(total=self.epochs * steps, initial=self.global_step, desc=f"train {self.kind}",

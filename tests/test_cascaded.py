@@ -1,0 +1,228 @@
+"""Cascaded GAN unlearning: its pieces against oracles (brute force, closed behaviour), the stopping rule,
+and the command line on a tiny MNIST GAN (original untouched, bad requests refused cleanly)."""
+
+import json
+
+import pytest
+import torch
+
+from gan_unlearn.checkpoint import load_checkpoint, restore_model
+from gan_unlearn.data import load_dataset
+from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.models import Discriminator
+from metrics.forgetting import discriminator_scores
+from trainers.cascaded import CascadedUnlearning, UnlearnConfig, unlearn
+from trainers.latents import LatentPool, boundary_latents, nearest_neighbours, slerp, substitutes
+
+from .test_cli import assert_clean_failure, listing, run
+
+FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
+            precision="fp32", channels_last=False)
+
+
+def test_nearest_neighbours_match_brute_force():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(37, 5, generator=g), torch.randn(300, 5, generator=g)
+    got = nearest_neighbours(q, k, k=3, chunk=8)
+    for i in range(len(q)):
+        d = ((k - q[i]) ** 2).sum(1)
+        assert got[i].tolist() == d.argsort()[:3].tolist()
+
+
+def test_substitutes_match_brute_force():
+    g = torch.Generator().manual_seed(1)
+    pool = LatentPool(torch.randn(50, 4, generator=g), torch.randn(50, 1, 2, 2, generator=g), torch.randn(50, 3, generator=g))
+    retained = torch.arange(50) % 3 != 0
+    z_f = torch.randn(6, 4, generator=g)
+    f_f = torch.randn(6, 3, generator=g)
+    real, real_f = torch.randn(40, 1, 2, 2, generator=g), torch.randn(40, 3, generator=g)
+    # option B: the original output at the nearest *retained* pool latent
+    got_b = substitutes("nearest-latent", pool, retained, z_f, f_f, None, None)
+    for i in range(6):
+        cand = retained.nonzero().flatten()
+        best = cand[((pool.z[cand] - z_f[i]) ** 2).sum(1).argmin()]
+        assert torch.equal(got_b[i], pool.images[best])
+    # option A: the real retained image nearest in feature space
+    got_a = substitutes("nearest-real", pool, retained, z_f, f_f, real, real_f)
+    for i in range(6):
+        assert torch.equal(got_a[i], real[((real_f - f_f[i]) ** 2).sum(1).argmin()])
+    assert substitutes("none", pool, retained, z_f, f_f, real, real_f) is None
+
+
+def test_slerp_and_boundary_latents():
+    a, b = torch.randn(4, 10), torch.randn(4, 10)
+    assert torch.allclose(slerp(a, b, torch.zeros(4)), a, atol=1e-5)
+    assert torch.allclose(slerp(a, b, torch.ones(4)), b, atol=1e-5)
+    # a "generator" that is the identity on the first latent coordinate; forgotten = coordinate < 0
+    G0 = torch.nn.Identity()
+    z_f = torch.tensor([[-2.0, 1.0], [-1.0, -1.0]])
+    z_r = torch.tensor([[2.0, 1.0], [3.0, 0.5], [1.0, -1.0]])
+    z = boundary_latents(G0, lambda x: x[:, 0] < 0, z_f, z_r, steps=12, margin=0.0)
+    assert (z[:, 0] >= 0).all() and (z[:, 0] < 0.05).all()  # just across the boundary
+
+
+def test_fake_label_lowers_the_discriminators_score_on_forgotten_images(data_root):
+    torch.manual_seed(0)
+    data = load_dataset("mnist[:400]", "train", data_root)
+    request = ForgetRequest.for_class(1)
+    D = Discriminator(28, 1, width=8)
+    from gan_unlearn.models import Generator
+
+    G = Generator(28, 1, latent_dim=16, width=4)
+    held = load_dataset("mnist", "test", data_root).subset(range(100))
+    u = CascadedUnlearning(G, D, request, data, UnlearnConfig(**FAST, lr_d=1e-3), oracle=_ConstOracle(), held_out=held)
+    u.opt_d = torch.optim.Adam(u.D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    forget, retain = request.split(data.labels, data.num_classes)
+    before_f = discriminator_scores(u.D, data.batch(forget)).mean()
+    before_r = discriminator_scores(u.D, data.batch(retain)).mean()
+    for _ in range(40):
+        u.discriminator_step()
+    after_f = discriminator_scores(u.D, data.batch(forget)).mean()
+    after_r = discriminator_scores(u.D, data.batch(retain)).mean()
+    assert after_f < before_f - 0.2
+    assert after_r - after_f > 0.3  # forgotten images now look fake, retained ones real
+    assert before_r - before_f < 0.1
+
+
+class _ConstOracle(torch.nn.Module):
+    """Enough of a classifier for code paths that need one."""
+
+    num_classes, hidden = 10, 4
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(4, 10)
+
+    def features(self, x):
+        return x.flatten(1)[:, :4]
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
+    ck = load_checkpoint(tiny_gan_ckpt)
+    return (restore_model(ck, "generator"), restore_model(ck, "discriminator"),
+            restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier"),
+            load_dataset("mnist[:512]", "train", data_root), load_dataset("mnist", "test", data_root))
+
+
+def test_stopping_rule_reached_and_budget(tiny, tiny_gan_top_class):
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_class(tiny_gan_top_class)
+    done = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig(**FAST, max_rounds=20, min_rounds=2, check_every=2,
+                                                                   forget_target=1.0))
+    assert done.summary["stopping_reason"] == "forget metric reached" and done.summary["rounds"] == 2
+    budget = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig(**FAST, max_rounds=4, min_rounds=2, check_every=2,
+                                                                     forget_target=-1.0))
+    assert budget.summary["stopping_reason"] == "step budget" and budget.summary["rounds"] == 4
+    assert [h["round"] for h in budget.summary["history"]] == [2, 4]
+    assert set(budget.summary["seconds_by_phase"]) >= {"prepare", "discriminator", "generator", "checks"}
+
+
+def test_item_stopping_rule_compares_with_held_out_images(tiny):
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_items(range(0, 512, 16))
+    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig(**FAST, d_warmup=10, min_rounds=1,
+                                                                                 check_every=1, max_rounds=30))
+    after = r.summary["after"]
+    assert r.summary["stopping_reason"] == "forget metric reached"
+    assert after["d_score_forgotten"] <= after["d_score_held_out"]
+
+
+def test_inputs_are_never_modified(tiny, tiny_gan_top_class):
+    G, D, C, train, test = tiny
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (G, D)]
+    for method in ("cascaded", "finetune"):
+        unlearn(G, D, ForgetRequest.for_class(tiny_gan_top_class), train, oracle=C, method=method,
+                config=UnlearnConfig(**FAST, max_rounds=2, min_rounds=2, check_every=2))
+    for m, state in zip((G, D), before):
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, state[k]), k
+
+
+def test_cli_unlearn_records_the_request_and_leaves_the_original_byte_identical(tmp_path, tiny_gan_ckpt,
+                                                                               tiny_oracle_ckpt, data_root,
+                                                                               tiny_gan_top_class):
+    original = tiny_gan_ckpt.read_bytes()
+    out = tmp_path / "u.pt"
+    c = tiny_gan_top_class
+    result = run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", c, "--oracle", tiny_oracle_ckpt,
+                 "--data-root", data_root, "--max-rounds", 4, "--set", "pool_size=256", "--set", "check_samples=100",
+                 "--precision", "fp32", "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert tiny_gan_ckpt.read_bytes() == original
+    ckpt = load_checkpoint(out, kind="gan")
+    u = ckpt["unlearning"]
+    assert u["request"] == ForgetRequest.for_class(c).describe() and u["method"] == "cascaded"
+    assert u["parameters"]["max_rounds"] == 4 and u["parameters"]["pool_size"] == 256
+    assert u["source_checkpoint"] == str(tiny_gan_ckpt) and len(u["source_sha256"]) == 64 and u["seconds"] > 0
+    assert ckpt["lineage"][-1]["event"] == "unlearn-cascaded"
+    summary = json.loads((tmp_path / "u.pt.json").read_text())
+    assert summary["rounds"] <= 4 and "seconds_by_phase" in summary and summary["stopping_reason"]
+    info = run("info", out)
+    assert "unlearning:" in info.output and ForgetRequest.for_class(c).hash()[:12] in info.output
+    # item requests record the hash and size, never the indices
+    items = tmp_path / "items.txt"
+    items.write_text("3 5 8 13 21")
+    result = run("unlearn", "--gan", tiny_gan_ckpt, "--forget-items", items, "--data-root", data_root,
+                 "--max-rounds", 2, "--set", "pool_size=256", "--set", "check_every=1", "--set", "min_rounds=1",
+                 "--precision", "fp32", "--quiet", "--out", tmp_path / "i.pt")
+    assert result.exit_code == 0, result.output
+    u = load_checkpoint(tmp_path / "i.pt")["unlearning"]
+    assert u["request"] == {"kind": "item", "hash": ForgetRequest.for_items([3, 5, 8, 13, 21]).hash(), "num_items": 5}
+    assert "[3, 5, 8, 13, 21]" not in json.dumps(load_checkpoint(tmp_path / "i.pt")["unlearning"])
+
+
+BAD_REQUESTS = [
+    (["--forget-class", "10"], "class 10 is out of range"),
+    (["--forget-class", "-1"], "class -1 is out of range"),
+    (["--forget-items", "1,600"], "forget indices out of range"),
+    (["--forget-items", "1,-3"], "non-negative"),
+    (["--forget-items", "4,4"], "unique; duplicated"),
+    (["--forget-items", ""], "empty"),
+    (["--forget-items", "1", "--forget-class", "2"], "exactly one of --forget-class or --forget-items"),
+    ([], "exactly one of --forget-class or --forget-items"),
+    (["--forget-items", "0-511"], "forget indices must be integers"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_REQUESTS)
+def test_bad_requests_fail_cleanly(tmp_path, tiny_gan_ckpt, tiny_oracle_ckpt, data_root, args, message):
+    result = run("unlearn", "--gan", tiny_gan_ckpt, "--oracle", tiny_oracle_ckpt, *args, "--data-root", data_root,
+                 "--out", tmp_path / "u.pt")
+    assert_clean_failure(result, message)
+    assert listing(tmp_path) == []
+
+
+def test_other_refusals(tmp_path, tiny_gan_ckpt, tiny_oracle_ckpt, data_root, cifar_npz):
+    all_items = tmp_path / "all.json"
+    all_items.write_text(json.dumps(list(range(512))))
+    before = listing(tmp_path)
+    assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-items", all_items, "--data-root", data_root,
+                             "--out", tmp_path / "u.pt"), "whole dataset")
+    assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--data-root", data_root,
+                             "--out", tmp_path / "u.pt"), "needs an oracle")
+    assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--oracle", tiny_oracle_ckpt,
+                             "--data-root", data_root, "--out", tiny_gan_ckpt), "is the input checkpoint")
+    assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--oracle", tiny_oracle_ckpt,
+                             "--set", "lr_g=fast", "--data-root", data_root, "--out", tmp_path / "u.pt"),
+                         "is not a valid float")
+    assert_clean_failure(run("retrain", "--gan", tiny_oracle_ckpt, "--forget-class", 1, "--data-root", data_root,
+                             "--out", tmp_path / "r.pt"), "a gan checkpoint is needed")
+    assert listing(tmp_path) == before
+
+
+def test_retrain_uses_the_recorded_recipe(tmp_path, tiny_gan_ckpt, data_root):
+    out = tmp_path / "r.pt"
+    result = run("retrain", "--gan", tiny_gan_ckpt, "--forget-class", 0, "--data-root", data_root, "--quiet",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out, kind="gan")
+    original = load_checkpoint(tiny_gan_ckpt)
+    assert ckpt["config"] == original["config"]
+    assert ckpt["unlearning"]["method"] == "retrain" and ckpt["unlearning"]["seconds"] > 0
+    trained_on = ckpt["dataset"]["trained_on"]
+    assert trained_on["size"] == 512 - int((load_dataset("mnist[:512]", "train", data_root).labels == 0).sum())
+    assert ckpt["dataset"]["train_hash"] == original["dataset"]["train_hash"]
