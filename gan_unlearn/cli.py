@@ -499,3 +499,58 @@ def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, extractor
     click.echo(table)
     click.echo(f"evaluated {len(checkpoints)} model(s) in {report['seconds']:.1f} s; wrote {out_dir}/report.json, "
                "report.md and sample grids")
+
+
+@main.command("augment", context_settings=CONTEXT)
+@click.option("--gan", "gan_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--oracle", "oracle_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Labels the generated images.")
+@click.option("--per-class", type=click.IntRange(min=1), required=True, help="Images per class.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Keep only samples the oracle labels with at least this probability.")
+@click.option("--include-forgotten", is_flag=True,
+              help="Also fill the class a checkpoint has unlearned (by default it is left out).")
+@run_options
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New folder: synthetic.npz (usable as npz:OUT/synthetic.npz), manifest.json, grid.png.")
+@user_errors
+def augment_cmd(gan_path, oracle_path, per_class, min_confidence, include_forgotten, device, seed, quiet, out):
+    """Write an oracle-labelled synthetic dataset drawn from a GAN, for downstream training."""
+    import numpy as np
+
+    from metrics.downstream import per_class_synthetic
+    from trainers.checkpoints import file_sha256, load_oracle
+
+    from .checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
+    from .images import save_grid
+    from .runtime import resolve_device
+
+    if out.exists():
+        raise UserError(f"{out} already exists; give a new folder")
+    check_output_path(out)  # its parent must exist and be writable
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(gan_path, kind="gan")
+    oracle = load_oracle(oracle_path, ckpt, dev)
+    G = restore_model(ckpt, "generator", dev).eval()
+    request = (ckpt.get("unlearning") or {}).get("request", {})
+    skip = [request["class_id"]] if request.get("kind") == "class" and not include_forgotten else []
+    data, stats = per_class_synthetic(G, oracle, per_class, skip, seed, dev)
+    short = [c for c in range(oracle.num_classes) if c not in skip and stats["per_class"][c] < per_class]
+    manifest = {"gan": str(gan_path), "gan_sha256": file_sha256(gan_path), "oracle": str(oracle_path),
+                "oracle_sha256": file_sha256(oracle_path), "per_class_requested": per_class, **stats,
+                "unlearned_request": request or None, "images": len(data), "classes_short": short}
+    out.mkdir()
+    x = data.images.numpy().transpose(0, 2, 3, 1)
+    atomic_write(out / "synthetic.npz", lambda f: np.savez_compressed(f, x_train=x, y_train=data.labels.numpy()))
+    atomic_write(out / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+    order = data.labels.argsort(stable=True)
+    from .data import to_float
+
+    save_grid(to_float(data.images[order][:: max(1, len(data) // 100)][:100]), out / "grid.png", nrow=10)
+    shares = stats["draw_share_per_class"]
+    msg = f"wrote {len(data)} images to {out}/synthetic.npz ({stats['draws']} draws)"
+    if skip:
+        msg += f"; oracle share of forgotten class {skip[0]} among all draws: {100 * shares[skip[0]]:.2f}%"
+    if short:
+        msg += f"; classes short of {per_class}: {short}"
+    click.echo(msg)

@@ -36,3 +36,44 @@ def downstream_accuracy(train_set: ImageDataset, test_set: ImageDataset, classes
 
     model = restore_model(ckpt, "classifier", device)
     return accuracy(model, test_set, device, classes=classes)
+
+
+@torch.no_grad()
+def per_class_synthetic(generator, oracle, per_class: int, skip_classes=(), seed: int = 0, device="cpu",
+                        batch_size: int = 1000, max_draws: int | None = None, min_confidence: float = 0.0):
+    """Draw samples until every class (except ``skip_classes``) has ``per_class`` oracle-labelled images, or
+    ``max_draws`` samples were drawn. Returns (dataset, stats) where stats has per-class counts and the
+    share of all draws that the oracle assigned to each class."""
+    from gan_unlearn.data import to_uint8
+
+    generator.eval(), oracle.eval()
+    k = oracle.num_classes
+    wanted = [c for c in range(k) if c not in set(skip_classes)]
+    max_draws = max_draws or 20 * per_class * k
+    rng = torch.Generator().manual_seed(seed)
+    kept_x, kept_y = [], []
+    counts = torch.zeros(k, dtype=torch.long)
+    drawn_per_class = torch.zeros(k, dtype=torch.long)
+    drawn = 0
+    while drawn < max_draws and any(counts[c] < per_class for c in wanted):
+        n = min(batch_size, max_draws - drawn)
+        x = generator(generator.sample_latents(n, rng, device)).float()
+        probs = torch.softmax(oracle(x).float(), 1).cpu()
+        conf, y = probs.max(1)
+        drawn += n
+        drawn_per_class += torch.bincount(y, minlength=k)
+        for c in wanted:
+            need = per_class - int(counts[c])
+            if need <= 0:
+                continue
+            idx = ((y == c) & (conf >= min_confidence)).nonzero().flatten()[:need]
+            if len(idx):
+                kept_x.append(to_uint8(x[idx.to(x.device)]))
+                kept_y.append(y[idx])
+                counts[c] += len(idx)
+    images = torch.cat(kept_x) if kept_x else torch.empty(0, generator.channels, generator.image_size,
+                                                          generator.image_size, dtype=torch.uint8)
+    labels = torch.cat(kept_y) if kept_y else torch.empty(0, dtype=torch.long)
+    stats = {"per_class": counts.tolist(), "draws": drawn, "draw_share_per_class": (drawn_per_class / max(drawn, 1)).tolist(),
+             "skipped_classes": sorted(set(skip_classes)), "min_confidence": min_confidence, "seed": seed}
+    return ImageDataset("synthetic", "train", images, labels, k), stats

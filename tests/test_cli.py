@@ -1,19 +1,34 @@
 """The command line on real data at small scale, and every bad input: one-line error, non-zero exit,
 nothing written."""
 
+import contextlib
+import io
 import os
 import pickle
+from dataclasses import dataclass
 
 import pytest
 import torch
-from click.testing import CliRunner
-
-from gan_unlearn.cli import main
+from gan_unlearn.cli import entry_point
 
 
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
+@dataclass
+class Result:
+    exit_code: int
+    output: str
+    exception: BaseException | None = None
+
+
+def run(*args) -> Result:
+    """Run the console entry point in-process (stdout and stderr captured together), as a user would."""
+    out = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            entry_point([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Result(code, out.getvalue())
 
 
 def assert_clean_failure(result, message):

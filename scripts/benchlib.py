@@ -1,0 +1,111 @@
+"""Shared steps of the benchmark scripts: oracle and original GAN (trained or reused), one request run
+(cascaded variants, fine-tuning, retraining) and its side-by-side evaluation."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gan_unlearn.checkpoint import atomic_write, load_checkpoint  # noqa: E402
+from gan_unlearn.data import load_dataset  # noqa: E402
+from gan_unlearn.forget import ForgetRequest  # noqa: E402
+from metrics.evaluate import EvalSettings, evaluate_checkpoints, markdown_table  # noqa: E402
+from trainers.cascaded import UnlearnConfig  # noqa: E402
+from trainers.checkpoints import retrain_checkpoint, unlearn_checkpoint  # noqa: E402
+from trainers.classifier import ClassifierConfig, train_classifier  # noqa: E402
+from trainers.gan import GANConfig, train_gan  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
+            "torch": str(torch.__version__)}
+
+
+def ensure_oracle(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool) -> dict:
+    """Train the oracle into ``path`` unless it exists; returns {"path", "seconds" (None if reused)}."""
+    if path.exists() and not fresh:
+        log(f"oracle: reusing {path}")
+        return {"path": path, "seconds": None, "reused": True}
+    log(f"oracle: training {epochs} epoch(s) on {dataset}")
+    train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
+    ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed), torch.device("cpu"), path,
+                            test_set=test, show_progress=not quiet)
+    return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False,
+            "test_accuracy": ckpt["metrics"]["test_accuracy"]}
+
+
+def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool) -> dict:
+    if path.exists() and not fresh:
+        log(f"original GAN: reusing {path}")
+        return {"path": path, "seconds": None, "reused": True}
+    log(f"original GAN: training {epochs} epoch(s) on {dataset}")
+    train = load_dataset(dataset, "train", data_root)
+    ckpt = train_gan(train, GANConfig(epochs=epochs, seed=seed), torch.device("cpu"), path, resume=True,
+                     show_progress=not quiet, samples_path=path.with_name(path.stem + "_samples.png"))
+    return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False}
+
+
+def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle: Path, data_root, *,
+                variants: dict, settings: EvalSettings, seed: int = 0, fresh: bool = False, quiet: bool = False,
+                reuse_retrain_from: Path | None = None) -> dict:
+    """Cascaded unlearning (each variant), fine-tuning and retraining for one request, then one evaluation.
+
+    A retrained checkpoint already in ``out`` (or ``reuse_retrain_from``) is reused unless ``fresh``; the
+    result says so, with the time it recorded when it was made.
+    """
+    runs, paths = {}, [gan]
+    for variant, overrides in variants.items():
+        path = out / f"{name}_{variant}.pt"
+        log(f"{name}: {variant}")
+        runs[variant] = unlearn_checkpoint(gan, request, path, oracle_path=oracle,
+                                           config=UnlearnConfig(seed=seed, **overrides), data_root=data_root,
+                                           device="cpu", show_progress=not quiet)
+        paths.append(path)
+    log(f"{name}: finetune")
+    path = out / f"{name}_finetune.pt"
+    runs["finetune"] = unlearn_checkpoint(gan, request, path, oracle_path=oracle, method="finetune",
+                                          config=UnlearnConfig(seed=seed), data_root=data_root, device="cpu",
+                                          show_progress=not quiet)
+    paths.append(path)
+    path = out / f"{name}_retrain.pt"
+    candidates = [path] + ([reuse_retrain_from / path.name] if reuse_retrain_from else [])
+    existing = next((c for c in candidates if c.exists()), None)
+    if existing is not None and not fresh:
+        u = load_checkpoint(existing, kind="gan")["unlearning"]
+        if u["request"]["hash"] != request.hash():
+            raise SystemExit(f"{existing} was retrained for another request")
+        log(f"{name}: reusing retrained model {existing} (made {u['time']}, {u['seconds']:.0f} s)")
+        runs["retrain"] = {"method": "retrain", "seconds": u["seconds"], "reused_from": str(existing),
+                           "made": u["time"]}
+        path = existing
+    else:
+        log(f"{name}: retraining from scratch with the original recipe")
+        runs["retrain"] = retrain_checkpoint(gan, request, path, data_root=data_root, device="cpu",
+                                             show_progress=not quiet, resume=True)
+    paths.append(path)
+    log(f"{name}: evaluating {len(paths)} models")
+    report = evaluate_checkpoints(paths, oracle, request=request, settings=settings, data_root=data_root,
+                                  device="cpu", out_dir=out / f"{name}_grids", show_progress=not quiet, log=log)
+    return {"request": request.describe(), "runs": runs, "evaluation": report, "table": markdown_table(report)}
+
+
+def random_items(gan: Path, data_root, count: int, seed: int) -> list[int]:
+    n = load_checkpoint(gan, kind="gan")["dataset"]["size"]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
+
+
+def write_results(out: Path, results: dict, markdown: str) -> None:
+    atomic_write(out / "results.json", lambda f: f.write(json.dumps(results, indent=2, default=str).encode()))
+    atomic_write(out / "results.md", lambda f: f.write(markdown.encode()))
