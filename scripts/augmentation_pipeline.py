@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,8 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from gan_unlearn.checkpoint import atomic_write, load_checkpoint, restore_model  # noqa: E402
 from gan_unlearn.data import ImageDataset, load_dataset  # noqa: E402
-from metrics.downstream import per_class_synthetic  # noqa: E402
-from trainers.classifier import ClassifierConfig, accuracy, train_classifier  # noqa: E402
+from metrics.downstream import downstream_accuracy, per_class_synthetic  # noqa: E402
 
 
 def concat(a: ImageDataset, b: ImageDataset) -> ImageDataset:
@@ -36,10 +34,7 @@ def concat(a: ImageDataset, b: ImageDataset) -> ImageDataset:
 
 
 def downstream(train: ImageDataset, test: ImageDataset, classes, epochs: int, seed: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, hidden=128, seed=seed), torch.device("cpu"),
-                                Path(tmp) / "c.pt", show_progress=False, checkpoint_every=0)
-    return accuracy(restore_model(ckpt, "classifier"), test, "cpu", classes=classes)
+    return downstream_accuracy(train, test, classes=classes, epochs=epochs, seed=seed)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.models import Discriminator
 from metrics.forgetting import discriminator_scores
 from trainers.cascaded import CascadedUnlearning, UnlearnConfig, unlearn
-from trainers.latents import LatentPool, boundary_latents, nearest_neighbours, slerp, substitutes
+from trainers.latents import LatentPool, nearest_neighbours, substitutes
 
 from .test_cli import assert_clean_failure, listing, run
 
@@ -47,18 +47,6 @@ def test_substitutes_match_brute_force():
     for i in range(6):
         assert torch.equal(got_a[i], real[((real_f - f_f[i]) ** 2).sum(1).argmin()])
     assert substitutes("none", pool, retained, z_f, f_f, real, real_f) is None
-
-
-def test_slerp_and_boundary_latents():
-    a, b = torch.randn(4, 10), torch.randn(4, 10)
-    assert torch.allclose(slerp(a, b, torch.zeros(4)), a, atol=1e-5)
-    assert torch.allclose(slerp(a, b, torch.ones(4)), b, atol=1e-5)
-    # a "generator" that is the identity on the first latent coordinate; forgotten = coordinate < 0
-    G0 = torch.nn.Identity()
-    z_f = torch.tensor([[-2.0, 1.0], [-1.0, -1.0]])
-    z_r = torch.tensor([[2.0, 1.0], [3.0, 0.5], [1.0, -1.0]])
-    z = boundary_latents(G0, lambda x: x[:, 0] < 0, z_f, z_r, steps=12, margin=0.0)
-    assert (z[:, 0] >= 0).all() and (z[:, 0] < 0.05).all()  # just across the boundary
 
 
 def test_fake_label_lowers_the_discriminators_score_on_forgotten_images(data_root):

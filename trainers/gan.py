@@ -73,6 +73,39 @@ def gan_step(G, D, opt_g, opt_d, real, z, device, precision) -> dict:
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
 
+@torch.no_grad()
+def recalibrate_discriminator(D: nn.Module, G: nn.Module, data: ImageDataset, device, seed: int = 0,
+                              batches: int = 50, batch_size: int = 64) -> None:
+    """Recompute D's BatchNorm running statistics over batches of half real, half generated images.
+
+    D trains on all-real and all-fake batches, each normalised by its own statistics; the running
+    averages of those two regimes make an eval-mode D that calls nearly everything real. Statistics of
+    mixed batches give an eval-mode D whose per-image scores separate real from generated images, which
+    is what membership attacks, the item stopping rule and unlearning need.
+    """
+    norms = [m for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    rng = torch.Generator().manual_seed(seed)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_d, was_g = D.training, G.training
+    D.train(), G.eval()
+    fmt = torch.channels_last if next(D.parameters()).is_contiguous(memory_format=torch.channels_last) else None
+    try:
+        for _ in range(batches):
+            idx = torch.randint(len(data), (batch_size // 2,), generator=rng)
+            fake = G(G.sample_latents(batch_size - len(idx), rng, device)).float()
+            x = torch.cat([data.batch(idx, device), fake])
+            D(x.contiguous(memory_format=fmt) if fmt else x)
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        D.train(was_d), G.train(was_g)
+
+
 class GANTrainer(ResumableTrainer):
     kind = "gan"
 
@@ -119,6 +152,7 @@ class GANTrainer(ResumableTrainer):
         return {"elapsed": round(self.elapsed, 2)}
 
     def final_checkpoint(self) -> dict:
+        recalibrate_discriminator(self.D, self.G, self.dataset, self.device, seed=self.config.seed)
         steps = self.global_step
         return {
             "kind": "gan",

@@ -115,31 +115,3 @@ def substitutes(method: str, pool: LatentPool, retained: torch.Tensor, z_forget:
         return pool.images[candidates[nearest_neighbours(z_forget, pool.z[candidates])[:, 0]]]
     raise UserError(f"unknown substitution {method!r}; use one of {', '.join(SUBSTITUTIONS)}")
 
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between latents (rows), which keeps norms typical of the Gaussian prior."""
-    an, bn = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    omega = torch.acos((an * bn).sum(1).clamp(-1 + 1e-7, 1 - 1e-7))[:, None]
-    t = t[:, None]
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
-@torch.no_grad()
-def boundary_latents(G0, is_forgotten, z_forget: torch.Tensor, z_retained: torch.Tensor, steps: int = 5,
-                     margin: float = 0.25, device="cpu", precision: str = "fp32") -> torch.Tensor:
-    """For each forgotten latent, the nearest latent on its path (slerp) to the nearest retained pool latent
-    whose output is retained content, pushed ``margin`` further along the path.
-
-    This is the substitute latent of option B: close to z_f, so nearby forgotten latents get nearby
-    substitutes and the generator keeps a continuous latent space. ``is_forgotten(images)`` -> bool mask.
-    """
-    if len(z_forget) == 0:
-        return z_forget
-    z_r = z_retained[nearest_neighbours(z_forget, z_retained)[:, 0]]
-    lo, hi = torch.zeros(len(z_forget)), torch.ones(len(z_forget))
-    for _ in range(steps):  # bisection: forgotten at lo, retained at hi
-        mid = (lo + hi) / 2
-        images = batched(G0, slerp(z_forget, z_r, mid), 1000, device, precision)
-        forgotten = is_forgotten(images)
-        lo, hi = torch.where(forgotten, mid, lo), torch.where(forgotten, hi, mid)
-    return slerp(z_forget, z_r, (hi + margin).clamp(max=1.0))
