@@ -246,14 +246,14 @@ def parse_overrides(pairs, config_type):
               help="cascaded: fake label + substitution; finetune: plain GAN training on retained data (baseline).")
 @click.option("--substitution", type=click.Choice(["nearest-real", "nearest-latent", "none"]), default=None,
               help="Substitute for forgotten latents: nearest retained real image (A) or the original "
-                   "generator's image at the nearest retained latent (B).  [default: nearest-real]")
-@click.option("--max-rounds", type=click.IntRange(min=1), default=None, help="Step budget in rounds.  [default: 60]")
+                   "generator's image at the nearest retained latent (B).  [default: nearest-latent]")
+@click.option("--max-rounds", type=click.IntRange(min=1), default=None, help="Step budget in rounds.  [default: 200]")
 @click.option("--forget-target", type=float, default=None,
               help="Class requests stop once the forgotten class's share of samples is at most this.  [default: 0.01]")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), default=None, help="[default: bf16]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Any other parameter of the cascade (lr_g, lambda_sub, lambda_keep, lambda_u, fake_target, "
-                   "d_steps, g_steps, pool_size, ...); repeatable.")
+              help="Any other parameter of the cascade (lr_g, lr_d, lambda_sub, lambda_keep, lambda_u, "
+                   "lambda_adv_forget, fake_target, ema, focus_fraction, pool_size, ...); repeatable.")
 @data_options
 @run_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -37,17 +37,20 @@ def pick_cifar(choice: str, data_root, download: bool) -> str:
 
 
 def speedup_rows(name: str, result: dict) -> list[str]:
+    """One Markdown row per model of a request: time, speedup against retraining, quality columns."""
     rows = []
     retrain = result["runs"]["retrain"]["seconds"]
     for m in result["evaluation"]["models"]:
         metrics = m["metrics"]
-        forget = (f"{100 * metrics['forget_rate']['value']:.2f}% of samples" if "forget_rate" in metrics else
-                  f"D {metrics['d_score']['forgotten']:.3f} vs {metrics['d_score']['held_out']:.3f}")
+        if "forget_rate" in metrics:
+            forget = f"{100 * metrics['forget_rate']['value']:.2f}% of samples"
+        else:
+            forget = f"D {metrics['d_score']['forgotten']:.3f} vs {metrics['d_score']['held_out']:.3f}"
         secs = m["unlearning_seconds"]
+        time_cell = f"{secs:.1f}" if secs else "-"
         speed = f"{retrain / secs:.0f}x" if secs and m["method"] != "retrain" else "-"
         down = f"{100 * metrics['downstream_accuracy']['value']:.1f}%" if "downstream_accuracy" in metrics else "-"
-        rows.append(f"| {name} | {m['method']} | {secs:.1f} | {speed} | {forget} | {metrics['fid']['value']:.2f} | {down} |"
-                    if secs else f"| {name} | {m['method']} | - | - | {forget} | {metrics['fid']['value']:.2f} | {down} |")
+        rows.append(f"| {name} | {m['method']} | {time_cell} | {speed} | {forget} | {metrics['fid']['value']:.2f} | {down} |")
     return rows
 
 

@@ -82,3 +82,21 @@ def test_oracle_learns_real_mnist(tiny_oracle_ckpt, mnist_test):
     assert ckpt["metrics"]["test_accuracy"] > 0.9
     assert accuracy(model, mnist_test.subset(range(2000)), CPU) == pytest.approx(ckpt["metrics"]["test_accuracy"],
                                                                                  abs=1e-6)
+
+
+def test_discriminator_batchnorm_recalibration_averages_mixed_batch_statistics(data_root):
+    from gan_unlearn.models import Discriminator, Generator
+    from trainers.gan import recalibrate_discriminator
+
+    torch.manual_seed(0)
+    data = load_dataset("mnist[:256]", "train", data_root)
+    G, D = Generator(28, 1, latent_dim=8, width=4), Discriminator(28, 1, width=4)
+    bn = D.net[3]
+    seen = []
+    handle = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().mean((0, 2, 3))))
+    D.eval()
+    recalibrate_discriminator(D, G, data, CPU, seed=1, batches=5, batch_size=16)
+    handle.remove()
+    assert len(seen) == 5
+    torch.testing.assert_close(bn.running_mean, torch.stack(seen).mean(0))  # cumulative average of batch means
+    assert bn.momentum == 0.1 and not D.training and G.training  # settings and modes restored
