@@ -253,7 +253,7 @@ def parse_overrides(pairs, config_type):
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), default=None, help="[default: bf16]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Any other parameter of the cascade (lr_g, lr_d, lambda_sub, lambda_keep, lambda_u, "
-                   "lambda_adv_forget, fake_target, ema, focus_fraction, pool_size, ...); repeatable.")
+                   "lambda_adv_forget, fake_target, ema, focus_fraction, pool_size, max_drift, ...); repeatable.")
 @data_options
 @run_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -63,14 +63,16 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=10000, help="generated samples per model for the metrics")
     p.add_argument("--downstream-samples", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda; every timed run of one benchmark uses the same device")
     p.add_argument("--fresh", action="store_true", help="recompute everything, reuse nothing")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     oracle = ensure_oracle(args.dataset, args.data_root, out / "oracle.pt", args.oracle_epochs, args.seed, args.fresh,
-                           args.quiet)
-    gan = ensure_gan(args.dataset, args.data_root, out / "original.pt", args.epochs, args.seed, args.fresh, args.quiet)
+                           args.quiet, args.device)
+    gan = ensure_gan(args.dataset, args.data_root, out / "original.pt", args.epochs, args.seed, args.fresh, args.quiet,
+                     args.device)
     variants = {k: VARIANTS[k] for k in args.variants.split(",") if k}
     if "cascaded" not in variants:
         variants = {"cascaded": {}, **variants}
@@ -79,13 +81,13 @@ def main() -> None:
     (out / "forget_items.json").write_text(json.dumps(items))
     requests = {"class": (f"class{args.forget_class}", ForgetRequest.for_class(args.forget_class)),
                 "item": (f"items{args.num_items}", ForgetRequest.for_items(items))}
-    results = {"command": " ".join(sys.argv), "machine": machine(), "recipe_epochs": args.epochs,
+    results = {"command": " ".join(sys.argv), "machine": machine(args.device), "recipe_epochs": args.epochs,
                "one_off": {"oracle": oracle, "original_gan": gan}, "requests": {}}
     md = [f"# GAN unlearning benchmark ({args.dataset})\n", f"`{results['command']}`\n"]
     for kind in args.requests.split(","):
         name, request = requests[kind]
         r = run_request(out, name, request, gan["path"], oracle["path"], args.data_root, variants=variants,
-                        settings=settings, seed=args.seed, fresh=args.fresh, quiet=args.quiet)
+                        settings=settings, seed=args.seed, fresh=args.fresh, quiet=args.quiet, device=args.device)
         r["checks"] = targets(r["evaluation"], r["runs"], request)
         results["requests"][kind] = r
         md += [f"## {kind} request: {request}\n", r["table"], "", "```json", json.dumps(r["checks"], indent=1),

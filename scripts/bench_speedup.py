@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--mnist-gan", type=Path, default=None, help="reuse this original MNIST GAN")
     p.add_argument("--mnist-oracle", type=Path, default=None, help="reuse this MNIST oracle")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda; every timed run of one benchmark uses the same device")
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
@@ -88,7 +89,7 @@ def main() -> None:
         elif d == "cifar":
             name = pick_cifar(args.cifar, args.data_root, args.download)
             datasets["cifar10"] = (f"{name}[:3000]" if args.quick else name, args.cifar_epochs)
-    results = {"command": " ".join(sys.argv), "machine": machine(), "quick": args.quick, "paper_speedups": PAPER,
+    results = {"command": " ".join(sys.argv), "machine": machine(args.device), "quick": args.quick, "paper_speedups": PAPER,
                "datasets": {}}
     table = ["| dataset / request | model | time (s) | speedup | forget metric | FID (classifier) | downstream acc |",
              "|---|---|---|---|---|---|---|"]
@@ -99,8 +100,8 @@ def main() -> None:
         oracle_path = args.mnist_oracle if key == "mnist" and args.mnist_oracle else d_out / "oracle.pt"
         gan_path = args.mnist_gan if key == "mnist" and args.mnist_gan else d_out / "original.pt"
         oracle = ensure_oracle(dataset, args.data_root, oracle_path, 1 if args.quick else 2 if key == "mnist" else 10,
-                               args.seed, args.fresh, args.quiet)
-        gan = ensure_gan(dataset, args.data_root, gan_path, epochs, args.seed, args.fresh, args.quiet)
+                               args.seed, args.fresh, args.quiet, args.device)
+        gan = ensure_gan(dataset, args.data_root, gan_path, epochs, args.seed, args.fresh, args.quiet, args.device)
         entry = {"dataset": dataset, "recipe_epochs": epochs, "one_off": {"oracle": oracle, "original_gan": gan},
                  "requests": {}}
         requests = [(f"class{args.forget_class}", ForgetRequest.for_class(args.forget_class))]
@@ -110,7 +111,8 @@ def main() -> None:
         for name, request in requests:
             r = run_request(d_out, name, request, gan["path"], oracle["path"], args.data_root,
                             variants={"cascaded": {}}, settings=settings, seed=args.seed, fresh=args.fresh,
-                            quiet=args.quiet, reuse_retrain_from=args.reuse_retrain_from)
+                            quiet=args.quiet, reuse_retrain_from=args.reuse_retrain_from,
+                            device=args.device)
             entry["requests"][name] = r
             table += speedup_rows(f"{key} / {name}", r)
             results["datasets"][key] = entry

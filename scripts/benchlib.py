@@ -28,38 +28,43 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
-            "torch": str(torch.__version__)}
+def machine(device: str = "cpu") -> dict:
+    info = {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "device": device}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
 
 
-def ensure_oracle(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool) -> dict:
+def ensure_oracle(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool,
+                  device: str = "cpu") -> dict:
     """Train the oracle into ``path`` unless it exists; returns {"path", "seconds" (None if reused)}."""
     if path.exists() and not fresh:
         log(f"oracle: reusing {path}")
         return {"path": path, "seconds": None, "reused": True}
     log(f"oracle: training {epochs} epoch(s) on {dataset}")
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
-    ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed), torch.device("cpu"), path,
+    ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed), torch.device(device), path,
                             test_set=test, show_progress=not quiet)
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False,
             "test_accuracy": ckpt["metrics"]["test_accuracy"]}
 
 
-def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool) -> dict:
+def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool,
+               device: str = "cpu") -> dict:
     if path.exists() and not fresh:
         log(f"original GAN: reusing {path}")
         return {"path": path, "seconds": None, "reused": True}
     log(f"original GAN: training {epochs} epoch(s) on {dataset}")
     train = load_dataset(dataset, "train", data_root)
-    ckpt = train_gan(train, GANConfig(epochs=epochs, seed=seed), torch.device("cpu"), path, resume=True,
+    ckpt = train_gan(train, GANConfig(epochs=epochs, seed=seed), torch.device(device), path, resume=True,
                      show_progress=not quiet, samples_path=path.with_name(path.stem + "_samples.png"))
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False}
 
 
 def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle: Path, data_root, *,
                 variants: dict, settings: EvalSettings, seed: int = 0, fresh: bool = False, quiet: bool = False,
-                reuse_retrain_from: Path | None = None) -> dict:
+                reuse_retrain_from: Path | None = None, device: str = "cpu") -> dict:
     """Cascaded unlearning (each variant), fine-tuning and retraining for one request, then one evaluation.
 
     A retrained checkpoint already in ``out`` (or ``reuse_retrain_from``) is reused unless ``fresh``; the
@@ -71,12 +76,12 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
         log(f"{name}: {variant}")
         runs[variant] = unlearn_checkpoint(gan, request, path, oracle_path=oracle,
                                            config=UnlearnConfig(seed=seed, **overrides), data_root=data_root,
-                                           device="cpu", show_progress=not quiet)
+                                           device=device, show_progress=not quiet)
         paths.append(path)
     log(f"{name}: finetune")
     path = out / f"{name}_finetune.pt"
     runs["finetune"] = unlearn_checkpoint(gan, request, path, oracle_path=oracle, method="finetune",
-                                          config=UnlearnConfig(seed=seed), data_root=data_root, device="cpu",
+                                          config=UnlearnConfig(seed=seed), data_root=data_root, device=device,
                                           show_progress=not quiet)
     paths.append(path)
     path = out / f"{name}_retrain.pt"
@@ -92,12 +97,13 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
         path = existing
     else:
         log(f"{name}: retraining from scratch with the original recipe")
-        runs["retrain"] = retrain_checkpoint(gan, request, path, data_root=data_root, device="cpu",
+        runs["retrain"] = retrain_checkpoint(gan, request, path, data_root=data_root, device=device,
                                              show_progress=not quiet, resume=True)
     paths.append(path)
     log(f"{name}: evaluating {len(paths)} models")
+    (out / f"{name}_grids").mkdir(exist_ok=True)
     report = evaluate_checkpoints(paths, oracle, request=request, settings=settings, data_root=data_root,
-                                  device="cpu", out_dir=out / f"{name}_grids", show_progress=not quiet, log=log)
+                                  device=device, out_dir=out / f"{name}_grids", show_progress=not quiet, log=log)
     return {"request": request.describe(), "runs": runs, "evaluation": report, "table": markdown_table(report)}
 
 

@@ -214,3 +214,20 @@ def test_retrain_uses_the_recorded_recipe(tmp_path, tiny_gan_ckpt, data_root):
     trained_on = ckpt["dataset"]["trained_on"]
     assert trained_on["size"] == 512 - int((load_dataset("mnist[:512]", "train", data_root).labels == 0).sum())
     assert ckpt["dataset"]["train_hash"] == original["dataset"]["train_hash"]
+
+
+def test_drift_guard_returns_to_the_last_good_state_and_halves_the_learning_rates(tiny):
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_items(range(0, 512, 16))  # keeps most pool latents, whose drift the guard watches
+    guard = dict(FAST, ema=0, min_rounds=1, check_every=1, max_drift=1e-9, lr_g=0.1, lr_d=0.2)
+    one = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig(**guard, max_rounds=1, max_backoffs=1))
+    assert one.summary["backoffs"] == 1 and one.summary["history"][0]["drift"] > 0
+    for k, v in G.state_dict().items():  # the only check backed off to the state before the first round
+        torch.testing.assert_close(one.generator.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    three = unlearn(G, D, req, train, oracle=C, held_out=test,
+                    config=UnlearnConfig(**guard, max_rounds=3, max_backoffs=2))
+    assert [h.get("backoff_lr_g") for h in three.summary["history"]][:2] == [0.05, 0.025]
+    assert "backoff_lr_g" not in three.summary["history"][-1]  # only max_backoffs of them
+    assert three.summary["backoffs"] == 2
+    with pytest.raises(Exception, match="max-drift"):
+        UnlearnConfig(max_drift=0).validate()

@@ -65,6 +65,8 @@ class UnlearnConfig:
     check_every: int = 10
     check_samples: int = 2000
     forget_target: float = 0.01
+    max_drift: float = 0.15
+    max_backoffs: int = 3
     held_out: int = 1000
     seed: int = 0
     precision: str = "bf16"
@@ -79,6 +81,8 @@ class UnlearnConfig:
         for name in ("max_rounds", "batch_size", "forget_batch", "pool_size", "check_every", "check_samples"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1")
+        if self.max_drift <= 0 or self.max_backoffs < 0:
+            raise UserError("max-drift must be positive and max-backoffs at least 0")
         if not 0 <= self.fake_target < 1:
             raise UserError("fake-target must be in [0, 1)")
         return self
@@ -161,6 +165,35 @@ class CascadedUnlearning:
         forgotten = discriminator_scores(self.D, self.forget_images, self.device, c.precision).mean().item()
         held = discriminator_scores(self.D, self.held_out_images, self.device, c.precision).mean().item()
         return {"d_score_forgotten": forgotten, "d_score_held_out": held, "satisfied": forgotten <= held}
+
+    @torch.no_grad()
+    def preservation_drift(self, count: int = 256) -> float | None:
+        """Mean absolute pixel change of the output generator on retained latents (images in [-1, 1]).
+        Small while retained content is kept (about 0.05 to 0.1 on MNIST); a collapse (for example to
+        blank images, which a too-large learning rate on a young GAN causes) gives 0.3 or more."""
+        t = getattr(self, "targets", None)
+        if t is None or len(t["z_keep"]) == 0:
+            return None
+        z, ref = t["z_keep"][:count].to(self.device), t["keep_images"][:count].to(self.device)
+        with autocast(self.device, self.config.precision):
+            out = self.output_generator(z).float()
+        return (out - ref.float()).abs().mean().item()
+
+    def _snapshot(self) -> dict:
+        models = {"G": self.G, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
+        if getattr(self, "G_ema", None) is not None:
+            models["G_ema"] = self.G_ema
+        return {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
+
+    def _back_off(self, snapshot: dict, backoffs: int) -> float:
+        """Return to the last state that kept retained content and halve both learning rates again."""
+        for k, state in snapshot.items():
+            getattr(self, k).load_state_dict(state)
+        scale = 0.5 ** backoffs
+        for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+        return self.opt_g.param_groups[0]["lr"]
 
     # --- preparation ---------------------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -334,7 +367,8 @@ class CascadedUnlearning:
         with self.timer("discriminator"):
             for _ in range(c.d_warmup):  # lets D learn the fake label before G follows its gradient
                 self.discriminator_step()
-        history, reason, rounds = [], "step budget", 0
+        history, reason, rounds, backoffs = [], "step budget", 0, 0
+        snapshot = self._snapshot() if self.uses_substitution else None
         bar = progress(range(c.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
         for r in bar:
             with self.timer("discriminator"):
@@ -346,9 +380,20 @@ class CascadedUnlearning:
             if rounds >= c.min_rounds and (rounds % c.check_every == 0 or rounds == c.max_rounds):
                 with self.timer("checks"):
                     metric = self.forget_metric()
+                    drift = self.preservation_drift()
                 history.append({"round": rounds, "loss_d": round(loss_d, 4), "loss_g": round(loss_g, 4),
                                 **{k: v for k, v in metric.items() if k != "satisfied"}})
+                if drift is not None:
+                    history[-1]["drift"] = round(drift, 4)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items() if k != "round"}, refresh=False)
+                if drift is not None and drift > c.max_drift and backoffs < c.max_backoffs:
+                    with self.timer("checks"):  # the guard: retained content is going, so step back
+                        backoffs += 1
+                        history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
+                    continue
+                if snapshot is not None:
+                    with self.timer("checks"):
+                        snapshot = self._snapshot()
                 if metric["satisfied"]:
                     reason = "forget metric reached"
                     break
@@ -356,7 +401,7 @@ class CascadedUnlearning:
         after = self.forget_metric()
         summary = {
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
-            "rounds": rounds, "d_steps": c.d_warmup + rounds * c.d_steps, "g_steps": rounds * c.g_steps,
+            "rounds": rounds, "backoffs": backoffs, "d_steps": c.d_warmup + rounds * c.d_steps, "g_steps": rounds * c.g_steps,
             "stopping_reason": reason, "seconds": round(self.timer.total(), 3),
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
             "before": {k: v for k, v in before.items() if k != "satisfied"},
