@@ -27,10 +27,15 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def device_words(m: dict) -> str:
+    return f"GPU ({m['gpu']})" if m.get("gpu") else f"CPU, {m['threads']} threads"
+
+
 def gan_section(r: dict) -> list[str]:
     m = r["machine"]
-    out = ["### GAN unlearning on MNIST (issue targets)", "",
-           f"Command: `{r['command']}`  ", f"Machine: {m['platform']}, {m['threads']} threads, torch {m['torch']}, CPU. "
+    title = "### GAN unlearning on MNIST (issue targets)" if not m.get("gpu") else f"### The same on a GPU ({m['gpu']})"
+    out = [title, "",
+           f"Command: `{r['command']}`  ", f"Machine: {m['platform']}, {device_words(m)}, torch {m['torch']}. "
            f"Recipe of the original and retrained GANs: DCGAN, {r['recipe_epochs']} epochs, Adam 2e-4, batch 64, "
            "bf16 autocast + channels_last.", ""]
     for kind, req in r["requests"].items():
@@ -109,7 +114,8 @@ def augmentation_section(r: dict) -> list[str]:
 
 def main() -> None:
     parts = []
-    sections = [("bench_gan_unlearning.json", gan_section), ("bench_speedup.json", speedup_section),
+    sections = [("bench_gan_unlearning.json", gan_section), ("bench_gan_unlearning_cuda.json", gan_section),
+                ("bench_speedup.json", speedup_section),
                 ("bench_speedup_quick.json", speedup_section),
                 ("bench_classifier_unlearning.json", classifier_section),
                 ("augmentation.json", augmentation_section)]
