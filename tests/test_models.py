@@ -3,7 +3,7 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.errors import UserError
-from gan_unlearn.models import Classifier, Discriminator, Generator, build_model
+from gan_unlearn.models import Classifier, Discriminator, Generator, LatentProjection, build_model
 from trainers.gan import gan_step, make_optimizer
 
 
@@ -82,3 +82,22 @@ def test_classifier_learns_a_separable_toy_problem():
         loss = F.cross_entropy(C(x), y)
         opt.zero_grad(), loss.backward(), opt.step()
     assert (C(x).argmax(1) == y).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("kernel,bias", [(7, False), (4, True)])
+def test_latent_projection_matches_the_transposed_convolution_in_values_and_gradients(kernel, bias):
+    torch.manual_seed(0)
+    layer = LatentProjection(10, 6, kernel, 1, 0, bias=bias).double()
+    if bias:
+        torch.nn.init.normal_(layer.bias)
+    z = torch.randn(3, 10, 1, 1, dtype=torch.float64, requires_grad=True)
+    fast = layer(z)
+    reference = torch.nn.functional.conv_transpose2d(z, layer.weight, layer.bias, 1, 0)
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(reference)
+    grads_fast = torch.autograd.grad((fast * upstream).sum(), (z, layer.weight))
+    grads_ref = torch.autograd.grad((reference * upstream).sum(), (z, layer.weight))
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    wider = torch.randn(2, 10, 2, 2, dtype=torch.float64)  # not a latent: the convolution route
+    torch.testing.assert_close(layer(wider), torch.nn.functional.conv_transpose2d(wider, layer.weight, layer.bias))

@@ -65,10 +65,14 @@ def gan_step(G, D, opt_g, opt_d, real, z, device, precision) -> dict:
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    with autocast(device, precision):
-        loss_g = g_loss_adversarial(D, fake)
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    D.requires_grad_(False)  # the generator step needs gradients through D, not of D's weights
+    try:
+        with autocast(device, precision):
+            loss_g = g_loss_adversarial(D, fake)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+    finally:
+        D.requires_grad_(True)
     opt_g.step()
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
