@@ -19,7 +19,7 @@ from gan_unlearn.data import load_dataset  # noqa: E402
 from gan_unlearn.forget import ForgetRequest  # noqa: E402
 from metrics.evaluate import EvalSettings, evaluate_checkpoints, markdown_table  # noqa: E402
 from trainers.cascaded import UnlearnConfig  # noqa: E402
-from trainers.checkpoints import retrain_checkpoint, unlearn_checkpoint  # noqa: E402
+from trainers.checkpoints import file_sha256, retrain_checkpoint, unlearn_checkpoint  # noqa: E402
 from trainers.classifier import ClassifierConfig, train_classifier  # noqa: E402
 from trainers.gan import GANConfig, train_gan  # noqa: E402
 
@@ -62,6 +62,16 @@ def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fres
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False}
 
 
+def retrained_from(candidate: Path, gan: Path, request: ForgetRequest) -> bool:
+    """Whether ``candidate`` is a retrain of exactly this original checkpoint for exactly this request
+    (a class id alone names different data in MNIST and CIFAR-10)."""
+    if not candidate.exists():
+        return False
+    u = load_checkpoint(candidate, kind="gan").get("unlearning") or {}
+    return (u.get("method") == "retrain" and u.get("request", {}).get("hash") == request.hash()
+            and u.get("source_sha256") == file_sha256(gan))
+
+
 def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle: Path, data_root, *,
                 variants: dict, settings: EvalSettings, seed: int = 0, fresh: bool = False, quiet: bool = False,
                 reuse_retrain_from: Path | None = None, device: str = "cpu") -> dict:
@@ -86,11 +96,9 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
     paths.append(path)
     path = out / f"{name}_retrain.pt"
     candidates = [path] + ([reuse_retrain_from / path.name] if reuse_retrain_from else [])
-    existing = next((c for c in candidates if c.exists()), None)
-    if existing is not None and not fresh:
+    existing = None if fresh else next((c for c in candidates if retrained_from(c, gan, request)), None)
+    if existing is not None:
         u = load_checkpoint(existing, kind="gan")["unlearning"]
-        if u["request"]["hash"] != request.hash():
-            raise SystemExit(f"{existing} was retrained for another request")
         log(f"{name}: reusing retrained model {existing} (made {u['time']}, {u['seconds']:.0f} s)")
         runs["retrain"] = {"method": "retrain", "seconds": u["seconds"], "reused_from": str(existing),
                            "made": u["time"]}

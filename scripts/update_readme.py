@@ -63,9 +63,20 @@ def speedup_section(r: dict) -> list[str]:
     md = (RESULTS / ("bench_speedup_quick.md" if r.get("quick") else "bench_speedup.md"))
     if md.exists():
         out += [md.read_text().strip(), ""]
-    out += [f"The paper reports up to {r['paper_speedups']['mnist']}x (MNIST) and {r['paper_speedups']['cifar10']}x "
-            "(CIFAR-10) less time than retraining; the rows above are this machine's, measured in one run.", ""]
-    return out
+    out += [f"Machine: {device_words(r['machine'])}, torch {r['machine']['torch']}. The rows are this machine's, "
+            "measured in one run, beside the paper's reported speedups (last line of the table)."]
+    if r.get("quick"):
+        out += ["The quick setting checks the pipeline, not the method: 6,000 MNIST / 3,000 CIFAR images, 2- and "
+                "3-epoch GANs, 1-epoch oracles, 2,000 samples, no downstream column. Its retraining takes seconds, "
+                "so the speedups are small, and its CIFAR oracle is too weak to assign any sample to class 3."]
+    else:
+        out += ["Scope of this run: the MNIST original GAN, oracle and retrained models (25-epoch recipe) are the "
+                "ones from the GAN unlearning benchmark above, reused and marked so in the JSON with the time they "
+                "recorded; CIFAR-10 is the offline subset (8,068 training images) with a 10-epoch recipe, where "
+                "retraining itself takes about 2 minutes, so the speedups there are small and the oracle-labelled "
+                "downstream accuracy is low. Item sets of 256 and 1,024 appear only in the quick run: each needs its "
+                "own 40-minute MNIST retrain on this CPU."]
+    return out + [""]
 
 
 def classifier_section(r: dict) -> list[str]:
@@ -109,6 +120,13 @@ def augmentation_section(r: dict) -> list[str]:
         share = pct(row["forgotten_class_share_of_draws"]) if "forgotten_class_share_of_draws" in row else "-"
         data = "real only" if label == "real only" else f"real + {label} synthetic"
         out.append(f"| {data} | {row['train_images']} | {pct(row['accuracy'])} | {share} |")
+    else:
+        out += ["Scope of this run: the MNIST original GAN, oracle and retrained models (25-epoch recipe) are the "
+                "ones from the GAN unlearning benchmark above, reused and marked so in the JSON with the time they "
+                "recorded; CIFAR-10 is the offline subset (8,068 training images) with a 10-epoch recipe, where "
+                "retraining itself takes about 2 minutes, so the speedups there are small and the oracle-labelled "
+                "downstream accuracy is low. Item sets of 256 and 1,024 appear only in the quick run: each needs its "
+                "own 40-minute MNIST retrain on this CPU."]
     return out + [""]
 
 
