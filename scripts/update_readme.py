@@ -120,13 +120,6 @@ def augmentation_section(r: dict) -> list[str]:
         share = pct(row["forgotten_class_share_of_draws"]) if "forgotten_class_share_of_draws" in row else "-"
         data = "real only" if label == "real only" else f"real + {label} synthetic"
         out.append(f"| {data} | {row['train_images']} | {pct(row['accuracy'])} | {share} |")
-    else:
-        out += ["Scope of this run: the MNIST original GAN, oracle and retrained models (25-epoch recipe) are the "
-                "ones from the GAN unlearning benchmark above, reused and marked so in the JSON with the time they "
-                "recorded; CIFAR-10 is the offline subset (8,068 training images) with a 10-epoch recipe, where "
-                "retraining itself takes about 2 minutes, so the speedups there are small and the oracle-labelled "
-                "downstream accuracy is low. Item sets of 256 and 1,024 appear only in the quick run: each needs its "
-                "own 40-minute MNIST retrain on this CPU."]
     return out + [""]
 
 
