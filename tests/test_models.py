@@ -4,6 +4,7 @@ from torch.nn import functional as F
 
 from gan_unlearn.errors import UserError
 from gan_unlearn.models import Classifier, Discriminator, Generator, LatentProjection, build_model
+from gan_unlearn.runtime import frozen
 from trainers.gan import gan_step, make_optimizer
 
 
@@ -101,3 +102,16 @@ def test_latent_projection_matches_the_transposed_convolution_in_values_and_grad
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     wider = torch.randn(2, 10, 2, 2, dtype=torch.float64)  # not a latent: the convolution route
     torch.testing.assert_close(layer(wider), torch.nn.functional.conv_transpose2d(wider, layer.weight, layer.bias))
+
+
+def test_frozen_blocks_weight_gradients_passes_input_gradients_and_restores_each_flag():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    net[1].bias.requires_grad_(False)  # a setting of the caller's that must survive
+    x = torch.randn(5, 3, requires_grad=True)
+    with frozen(net):
+        net(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+    with pytest.raises(RuntimeError), frozen(net):
+        raise RuntimeError("inside the block")
+    assert [p.requires_grad for p in net.parameters()] == [True, True, True, False]

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from gan_unlearn.data import ImageDataset
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest
-from gan_unlearn.runtime import autocast, batched, check_precision, progress, resolve_device, to_memory_format
+from gan_unlearn.runtime import autocast, batched, check_precision, frozen, progress, resolve_device, to_memory_format
 from metrics.forgetting import class_share, discriminator_scores
 
 from .latents import SUBSTITUTIONS, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
@@ -329,10 +329,11 @@ class CascadedUnlearning:
     def generator_step(self) -> float:
         c = self.config
         z = self.G.sample_latents(c.batch_size, self.rng, self.device)
-        with autocast(self.device, c.precision):
-            loss = self.generator_loss(z)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        with frozen(self.D):  # gradients through D to the generator, none for D's weights
+            with autocast(self.device, c.precision):
+                loss = self.generator_loss(z)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
         self.opt_g.step()
         return loss.item()
 

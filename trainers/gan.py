@@ -14,7 +14,7 @@ from gan_unlearn.checkpoint import dataset_record, model_entry, package_versions
 from gan_unlearn.data import ImageDataset
 from gan_unlearn.images import save_grid
 from gan_unlearn.models import Discriminator, Generator
-from gan_unlearn.runtime import autocast, check_precision, seed_everything, to_memory_format
+from gan_unlearn.runtime import autocast, check_precision, frozen, seed_everything, to_memory_format
 
 from .loop import ResumableTrainer
 
@@ -65,14 +65,11 @@ def gan_step(G, D, opt_g, opt_d, real, z, device, precision) -> dict:
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    D.requires_grad_(False)  # the generator step needs gradients through D, not of D's weights
-    try:
+    with frozen(D):  # the generator step needs gradients through D, not of D's weights
         with autocast(device, precision):
             loss_g = g_loss_adversarial(D, fake)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-    finally:
-        D.requires_grad_(True)
     opt_g.step()
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.errors import UserError
-from gan_unlearn.runtime import batched
+from gan_unlearn.runtime import batched, frozen
 
 SUBSTITUTIONS = ("nearest-real", "nearest-latent", "none")
 
@@ -80,17 +80,12 @@ def invert(G0, z: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, de
     z = z.clone().to(device).requires_grad_(True)
     targets = targets.to(device)
     opt = torch.optim.Adam([z], lr=lr)
-    for p in G0.parameters():
-        p.requires_grad_(False)
-    try:
+    with frozen(G0):
         for _ in range(steps):
             loss = F.mse_loss(G0(z), targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    finally:
-        for p in G0.parameters():
-            p.requires_grad_(True)
     return z.detach().cpu()
 
 
