@@ -115,3 +115,20 @@ def test_frozen_blocks_weight_gradients_passes_input_gradients_and_restores_each
     with pytest.raises(RuntimeError), frozen(net):
         raise RuntimeError("inside the block")
     assert [p.requires_grad for p in net.parameters()] == [True, True, True, False]
+
+
+def test_make_optimizer_takes_the_same_steps_as_the_default_adam():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
+    b.load_state_dict(a.state_dict())
+    start = a.weight.detach().clone()
+    fast, reference = make_optimizer(a.parameters(), 2e-4, 0.5, 0.999), torch.optim.Adam(b.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    for _ in range(5):
+        x = torch.randn(8, 6)
+        for net, opt in ((a, fast), (b, reference)):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    assert (a.weight - start).abs().max() > 1e-4  # the steps did move the weights

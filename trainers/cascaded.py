@@ -26,6 +26,7 @@ from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.runtime import autocast, batched, check_precision, frozen, progress, resolve_device, to_memory_format
 from metrics.forgetting import class_share, discriminator_scores
 
+from .gan import make_optimizer
 from .latents import SUBSTITUTIONS, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
 
 
@@ -361,8 +362,8 @@ class CascadedUnlearning:
         before = self.forget_metric()  # measured outside the timed procedure: it is the report's baseline
         with self.timer("prepare"):
             counts = self.prepare() if self.uses_substitution else {}
-            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=(c.beta1, c.beta2))
-            self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=(c.beta1, c.beta2))
+            self.opt_d = make_optimizer(self.D.parameters(), c.lr_d, c.beta1, c.beta2)
+            self.opt_g = make_optimizer(self.G.parameters(), c.lr_g, c.beta1, c.beta2)
             if c.ema > 0:
                 self.G_ema = copy.deepcopy(self.G)
         with self.timer("discriminator"):
