@@ -5,7 +5,8 @@ feature-extraction throughput, with the GAN's quality after one epoch as the che
     python scripts/bench_throughput.py --data-root ../shared/datasets --oracle runs/mnist_oracle.pt
 
 The plain loop is the textbook one (torchvision dataset, ToTensor/Normalize transforms, DataLoader, fp32,
-the same generator, discriminator, optimiser and batch size). Writes JSON (--out) and prints a table.
+the same generator, discriminator, optimiser and batch size). Every timed run has a fresh process of its
+own, and the settings take turns seed by seed. Writes JSON (--out) and prints a table.
 """
 
 from __future__ import annotations
@@ -83,6 +84,39 @@ def trainer_epoch(data, steps: int | None, seed: int, precision: str, channels_l
         return trainer.G.to(memory_format=torch.contiguous_format).eval(), rate
 
 
+RUNS = ("plain loop (fp32)", "trainer fp32", "trainer bf16+channels_last")
+
+
+def _run(name: str, data_root: str, steps: int | None, seed: int):
+    if name == "plain loop (fp32)":
+        G, rate = plain_dcgan_epoch(data_root, steps, seed)
+    else:
+        bf16 = name.endswith("bf16+channels_last")
+        G, rate = trainer_epoch(load_dataset("mnist", "train", data_root), steps, seed,
+                                "bf16" if bf16 else "fp32", bf16)
+    return G.state_dict(), rate
+
+
+def measure_in_fresh_process(name: str, data_root: str, steps: int | None, seed: int):
+    """One timed run in its own process, returning the trained generator and images/s.
+
+    In one long process the later runs were measured slower (a fresh process trained the same epoch at
+    801 images/s, the third run of a shared one at ~700): allocator and kernel-cache state carried over.
+    Fresh processes, interleaved by seed, give every setting the same start.
+    """
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        state, rate = pool.apply(_run, (name, data_root, steps, seed))
+    finally:
+        pool.close()
+        pool.join()
+    G = Generator(28, 1)
+    G.load_state_dict(state)
+    return G.eval(), rate
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="../shared/datasets")
@@ -98,18 +132,15 @@ def main() -> None:
     oracle = restore_model(load_checkpoint(args.oracle, kind="classifier"), "classifier").eval()
     ext = ClassifierFeatures(oracle)
     ref, _ = reference_statistics(data, ext)
-    runs = {"plain loop (fp32)": lambda s: plain_dcgan_epoch(args.data_root, steps, s),
-            "trainer fp32": lambda s: trainer_epoch(data, steps, s, "fp32", False),
-            "trainer bf16+channels_last": lambda s: trainer_epoch(data, steps, s, "bf16", True)}
-    rows = {}
-    for name, fn in runs.items():
-        rates, fids = [], []
-        for seed in seeds:
-            G, rate = fn(seed)
-            rates.append(rate)
-            fids.append(fid(G, ext, ref, args.fid_samples, seed=123))
-            print(f"{name} seed {seed}: {rate:.0f} images/s, classifier FID {fids[-1]:.2f}", flush=True)
-        rows[name] = {"images_per_second": sum(rates) / len(rates), "per_seed": rates, "fid_after": fids}
+    rows = {name: {"per_seed": [], "fid_after": []} for name in RUNS}
+    for seed in seeds:  # interleaved, each run in a fresh process (see measure_in_fresh_process)
+        for name in RUNS:
+            G, rate = measure_in_fresh_process(name, args.data_root, steps, seed)
+            rows[name]["per_seed"].append(rate)
+            rows[name]["fid_after"].append(fid(G, ext, ref, args.fid_samples, seed=123))
+            print(f"{name} seed {seed}: {rate:.0f} images/s, classifier FID {rows[name]['fid_after'][-1]:.2f}", flush=True)
+    for r in rows.values():
+        r["images_per_second"] = sum(r["per_seed"]) / len(r["per_seed"])
     base = rows["plain loop (fp32)"]["images_per_second"]
     for r in rows.values():
         r["speedup_vs_plain"] = r["images_per_second"] / base

@@ -95,9 +95,11 @@ def classifier_section(r: dict) -> list[str]:
 
 def throughput_section(r: dict, inc: dict | None) -> list[str]:
     out = ["### Throughput", "", f"Command: `{r['command']}`", "",
-           "| run | images/s | speedup vs plain loop | classifier FID after one epoch (per seed) |", "|---|---|---|---|"]
+           "| run | images/s (mean) | per seed | speedup vs plain loop | classifier FID after one epoch (per seed) |",
+           "|---|---|---|---|---|"]
     for name, row in r["training"].items():
-        out.append(f"| {name} | {row['images_per_second']:.0f} | {row['speedup_vs_plain']:.2f}x | "
+        out.append(f"| {name} | {row['images_per_second']:.0f} | {', '.join(f'{v:.0f}' for v in row['per_seed'])} | "
+                   f"{row['speedup_vs_plain']:.2f}x | "
                    f"{', '.join(f'{v:.2f}' for v in row['fid_after'])} |")
     s = r["sampling_images_per_second"]
     out += ["", f"Sampling: {s['fp32']:.0f} images/s fp32, {s['bf16']:.0f} images/s bf16; oracle features: "
