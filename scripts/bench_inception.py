@@ -5,7 +5,8 @@ FID moves under them.
     python scripts/bench_inception.py --data-root ../shared/datasets [--inception-weights PATH]
 
 Without real weights it uses stand-in weights of the real shapes (random, seeded, BatchNorm statistics
-set on 64 other real images): the cost is the same, and the FID shift between settings is indicative only. Writes JSON (--out) and prints a table.
+set on 64 other real images): the cost is the same, and the FID shift between settings is indicative
+only. Writes JSON (--out) and prints a table.
 """
 
 from __future__ import annotations

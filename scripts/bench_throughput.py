@@ -84,16 +84,15 @@ def trainer_epoch(data, steps: int | None, seed: int, precision: str, channels_l
         return trainer.G.to(memory_format=torch.contiguous_format).eval(), rate
 
 
-RUNS = ("plain loop (fp32)", "trainer fp32", "trainer bf16+channels_last")
+# name -> the trainer's (precision, channels_last), or None for the plain loop
+RUNS = {"plain loop (fp32)": None, "trainer fp32": ("fp32", False), "trainer bf16+channels_last": ("bf16", True)}
 
 
 def _run(name: str, data_root: str, steps: int | None, seed: int):
-    if name == "plain loop (fp32)":
+    if RUNS[name] is None:
         G, rate = plain_dcgan_epoch(data_root, steps, seed)
     else:
-        bf16 = name.endswith("bf16+channels_last")
-        G, rate = trainer_epoch(load_dataset("mnist", "train", data_root), steps, seed,
-                                "bf16" if bf16 else "fp32", bf16)
+        G, rate = trainer_epoch(load_dataset("mnist", "train", data_root), steps, seed, *RUNS[name])
     return G.state_dict(), rate
 
 

@@ -62,14 +62,15 @@ def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fres
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False}
 
 
-def retrained_from(candidate: Path, gan: Path, request: ForgetRequest) -> bool:
-    """Whether ``candidate`` is a retrain of exactly this original checkpoint for exactly this request
-    (a class id alone names different data in MNIST and CIFAR-10)."""
+def retrain_record(candidate: Path, gan_sha256: str, request: ForgetRequest) -> dict | None:
+    """The unlearning record of ``candidate`` if it is a retrain of exactly this original checkpoint for
+    exactly this request (a class id alone names different data in MNIST and CIFAR-10), else None."""
     if not candidate.exists():
-        return False
+        return None
     u = load_checkpoint(candidate, kind="gan").get("unlearning") or {}
-    return (u.get("method") == "retrain" and u.get("request", {}).get("hash") == request.hash()
-            and u.get("source_sha256") == file_sha256(gan))
+    same = (u.get("method") == "retrain" and u.get("request", {}).get("hash") == request.hash()
+            and u.get("source_sha256") == gan_sha256)
+    return u if same else None
 
 
 def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle: Path, data_root, *,
@@ -96,9 +97,10 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
     paths.append(path)
     path = out / f"{name}_retrain.pt"
     candidates = [path] + ([reuse_retrain_from / path.name] if reuse_retrain_from else [])
-    existing = None if fresh else next((c for c in candidates if retrained_from(c, gan, request)), None)
-    if existing is not None:
-        u = load_checkpoint(existing, kind="gan")["unlearning"]
+    gan_sha256 = file_sha256(gan)
+    found = None if fresh else next(((c, u) for c in candidates if (u := retrain_record(c, gan_sha256, request))), None)
+    if found is not None:
+        existing, u = found
         log(f"{name}: reusing retrained model {existing} (made {u['time']}, {u['seconds']:.0f} s)")
         runs["retrain"] = {"method": "retrain", "seconds": u["seconds"], "reused_from": str(existing),
                            "made": u["time"]}
