@@ -14,11 +14,13 @@ adds a ``"resume"`` entry (optimizer and RNG states) to the partial file it writ
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import platform
 import stat
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -140,13 +142,15 @@ def restore_model(checkpoint: dict, role: str, device: torch.device | str = "cpu
 
 
 def check_dataset_matches(checkpoint: dict, dataset, what: str = "checkpoint") -> None:
-    """A model trained on one image shape or label set cannot be used with another."""
+    """A model trained on one image shape or label set cannot be used with another. ``dataset`` is a
+    dataset or another checkpoint's dataset record."""
     info = checkpoint["dataset"]
-    if tuple(info["image_shape"]) != tuple(dataset.image_shape) or info["num_classes"] != dataset.num_classes:
+    other = dataset if isinstance(dataset, dict) else dataset_record(dataset, with_hash=False)
+    if tuple(info["image_shape"]) != tuple(other["image_shape"]) or info["num_classes"] != other["num_classes"]:
         c, h, w = info["image_shape"]
-        dc, dh, dw = dataset.image_shape
+        dc, dh, dw = other["image_shape"]
         raise UserError(f"{what} was trained on {info['name']} ({c}x{h}x{w}, {info['num_classes']} classes), "
-                        f"not on {dataset.name} ({dc}x{dh}x{dw}, {dataset.num_classes} classes)")
+                        f"not on {other['name']} ({dc}x{dh}x{dw}, {other['num_classes']} classes)")
 
 
 def check_training_set(checkpoint: dict, dataset) -> None:
@@ -159,6 +163,39 @@ def check_training_set(checkpoint: dict, dataset) -> None:
                         "forget indices would point at other images")
 
 
-def dataset_record(dataset) -> dict:
-    return {"name": dataset.name, "image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes,
-            "size": len(dataset), "train_hash": dataset.content_hash()}
+def dataset_record(dataset, with_hash: bool = True) -> dict:
+    record = {"name": dataset.name, "image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes,
+              "size": len(dataset)}
+    if with_hash:
+        record["train_hash"] = dataset.content_hash()
+    return record
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes: ties a derived checkpoint to the exact source file it was made from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def unlearning_record(request: dict, method: str, source: str | Path, parameters: dict, seconds: float,
+                      **extra) -> dict:
+    """What an unlearned (or retrained) checkpoint records about how it was made: the request's description
+    (never the forgotten images), the method and its parameters, the time taken, and the source file."""
+    return {"request": request, "method": method, "parameters": parameters, "seconds": round(seconds, 4),
+            "source_checkpoint": str(source), "source_sha256": file_sha256(source),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def derived_checkpoint(source: dict, models: dict, record: dict, **updates) -> dict:
+    """A new checkpoint made from ``source`` by unlearning: its metadata, the new models, the unlearning
+    record, and one more lineage entry."""
+    new = {k: v for k, v in source.items() if k not in ("models", "format")}
+    event = {"event": f"unlearn-{record['method']}" if record["method"] != "retrain" else "retrain",
+             **record["request"], "time": record["time"]}
+    new.update(models={role: model_entry(m) if isinstance(m, torch.nn.Module) else m for role, m in models.items()},
+               versions=package_versions(), unlearning=record, lineage=list(source.get("lineage", [])) + [event],
+               **updates)
+    return new

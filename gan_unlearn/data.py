@@ -22,7 +22,6 @@ from .errors import UserError
 DATA_ROOT_ENV = "GAN_UNLEARN_DATA"
 CACHE_ENV = "GAN_UNLEARN_CACHE"
 TORCHVISION_DATASETS = ("mnist", "cifar10")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def default_data_root() -> Path:
@@ -183,9 +182,3 @@ def _load_torchvision(name: str, split: str, root: Path, download: bool) -> Imag
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     return ImageDataset(name, split, images, labels, 10)
-
-
-def class_names(dataset_name: str, num_classes: int) -> list[str]:
-    if dataset_name == "cifar10" or "cifar10" in dataset_name:
-        return list(CIFAR10_CLASSES[:num_classes]) + [str(i) for i in range(10, num_classes)]
-    return [str(i) for i in range(num_classes)]

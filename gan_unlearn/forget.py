@@ -46,6 +46,15 @@ class ForgetRequest:
         return cls("item", tuple(sorted(items)), None)
 
     @classmethod
+    def from_options(cls, forget_class: int | None, forget_items: str | None) -> "ForgetRequest":
+        """The request of the command-line pair ``--forget-class`` / ``--forget-items``: exactly one given."""
+        if (forget_class is None) == (forget_items is None):
+            raise UserError("give exactly one of --forget-class or --forget-items")
+        if forget_class is not None:
+            return cls.for_class(forget_class)
+        return cls.parse_items(forget_items)
+
+    @classmethod
     def parse_items(cls, text: str) -> "ForgetRequest":
         """Indices inline (``"3,17,42"``) or from a file (JSON list, or integers separated by commas,
         spaces or newlines)."""

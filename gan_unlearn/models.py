@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
+from .runtime import eval_mode
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -79,11 +80,9 @@ class Generator(nn.Module):
     def generate_images(self, n: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
         """``n`` images in [-1, 1] from seeded latents, in eval mode, on the model's device."""
         device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
         z = self.sample_latents(n, torch.Generator().manual_seed(seed))  # all at once: batch size cannot change z
-        out = [self(z[i:i + batch_size].to(device)).float() for i in range(0, n, batch_size)]
-        self.train(was_training)
+        with eval_mode(self):
+            out = [self(z[i:i + batch_size].to(device)).float() for i in range(0, n, batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.channels, self.image_size, self.image_size)
 
 

@@ -28,20 +28,3 @@ def bar_chart(values, path: str | Path, title: str = "", xlabel: str = "", ylabe
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return Path(path)
-
-
-def line_chart(series: dict, path: str | Path, title: str = "", xlabel: str = "", ylabel: str = "",
-               logy: bool = False) -> Path:
-    """One line per entry of ``series`` ({label: (xs, ys)})."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", label=label)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    if logy:
-        ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
-    return Path(path)

@@ -22,7 +22,10 @@ from torch import nn
 
 from .errors import UserError
 
-RULES = ("grad_x_act", "epsilon")
+RULES = {
+    "grad_x_act": "activation x gradient (equal to LRP-0)",
+    "epsilon": "LRP-epsilon (a stabiliser epsilon in every layer's denominator)",
+}
 WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
                    nn.ConvTranspose3d)
 

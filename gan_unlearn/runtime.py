@@ -59,6 +59,20 @@ def frozen(*modules: torch.nn.Module):
             p.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def eval_mode(*modules: torch.nn.Module):
+    """The modules in eval mode inside the block (BatchNorm as a fixed map, so outputs do not depend on
+    batching); each module's previous mode comes back afterwards, also after an exception."""
+    before = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, before):
+            m.train(mode)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

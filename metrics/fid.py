@@ -14,6 +14,7 @@ import torch
 
 from gan_unlearn.checkpoint import atomic_write
 from gan_unlearn.data import ImageDataset, cache_dir
+from gan_unlearn.runtime import eval_mode
 
 from .frechet import GaussianStats, StreamingStats, frechet_distance
 
@@ -28,8 +29,6 @@ def _stream(extractor, batches) -> GaussianStats:
 def generated_statistics(generator, extractor, num_samples: int, seed: int = 0, batch_size: int = 500,
                          device="cpu") -> GaussianStats:
     """Statistics of ``num_samples`` generated images (seeded latents drawn at once, eval mode)."""
-    was = generator.training
-    generator.eval()
     z = generator.sample_latents(num_samples, torch.Generator().manual_seed(seed))
 
     def batches():
@@ -37,10 +36,8 @@ def generated_statistics(generator, extractor, num_samples: int, seed: int = 0, 
             for i in range(0, num_samples, batch_size):
                 yield generator(z[i:i + batch_size].to(device)).float()
 
-    try:
+    with eval_mode(generator):
         return _stream(extractor, batches())
-    finally:
-        generator.train(was)
 
 
 def dataset_statistics(dataset: ImageDataset, extractor, batch_size: int = 500) -> GaussianStats:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gan_unlearn.runtime import batched
+from gan_unlearn.runtime import batched, eval_mode
 
 
 @torch.no_grad()
@@ -21,11 +21,9 @@ def class_share(generator, oracle, class_id: int, num_samples: int = 10000, seed
 def class_histogram(generator, oracle, num_samples: int = 10000, seed: int = 0, device="cpu",
                     precision: str = "fp32", batch_size: int = 1000) -> torch.Tensor:
     """How many of ``num_samples`` generated images the oracle assigns to each class."""
-    was_g, was_o = generator.training, oracle.training
-    generator.eval(), oracle.eval()
     z = generator.sample_latents(num_samples, torch.Generator().manual_seed(seed))
-    preds = batched(lambda v: oracle(generator(v)), z, batch_size, device, precision).argmax(1)
-    generator.train(was_g), oracle.train(was_o)
+    with eval_mode(generator, oracle):
+        preds = batched(lambda v: oracle(generator(v)), z, batch_size, device, precision).argmax(1)
     return torch.bincount(preds, minlength=oracle.num_classes)
 
 
@@ -33,8 +31,5 @@ def class_histogram(generator, oracle, num_samples: int = 10000, seed: int = 0, 
 def discriminator_scores(discriminator, images: torch.Tensor, device="cpu", precision: str = "fp32",
                          batch_size: int = 1000) -> torch.Tensor:
     """D's probability of "real" for each image in [-1, 1] (eval mode, so scores do not depend on batching)."""
-    was = discriminator.training
-    discriminator.eval()
-    scores = batched(lambda x: torch.sigmoid(discriminator(x).float()), images, batch_size, device, precision)
-    discriminator.train(was)
-    return scores
+    with eval_mode(discriminator):
+        return batched(lambda x: torch.sigmoid(discriminator(x).float()), images, batch_size, device, precision)

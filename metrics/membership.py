@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from trainers.latents import nearest_neighbours
+from gan_unlearn.neighbours import nearest_neighbours
 
 
 def auc(member_scores, nonmember_scores) -> float:

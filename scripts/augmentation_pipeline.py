@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from gan_unlearn.checkpoint import atomic_write, load_checkpoint, restore_model  # noqa: E402
 from gan_unlearn.data import ImageDataset, load_dataset  # noqa: E402
-from metrics.downstream import downstream_accuracy, per_class_synthetic  # noqa: E402
+from gan_unlearn.workflows.downstream import downstream_accuracy, per_class_synthetic  # noqa: E402
 
 
 def concat(a: ImageDataset, b: ImageDataset) -> ImageDataset:

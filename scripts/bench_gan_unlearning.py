@@ -19,12 +19,12 @@ from pathlib import Path
 from benchlib import ensure_gan, ensure_oracle, log, machine, random_items, run_request, write_results
 
 from gan_unlearn.forget import ForgetRequest
-from metrics.evaluate import EvalSettings
+from gan_unlearn.workflows.evaluate import EvalSettings
 
 # The default cascade and the variants it is compared with (the default is the one that measured best).
 VARIANTS = {
     "cascaded": {},
-    "cascaded-nearest-real": {"substitution": "nearest-real"},
+    "cascaded-nearest-real": {"substitution.kind": "nearest-real"},
     "cascaded-focus": {"focus_fraction": 0.25},
 }
 

@@ -21,7 +21,7 @@ from benchlib import ensure_gan, ensure_oracle, log, machine, random_items, run_
 from gan_unlearn.data import load_dataset
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest
-from metrics.evaluate import EvalSettings
+from gan_unlearn.workflows.evaluate import EvalSettings
 
 PAPER = {"mnist": 185, "cifar10": 284}
 

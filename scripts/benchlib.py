@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO))
 from gan_unlearn.checkpoint import atomic_write, load_checkpoint  # noqa: E402
 from gan_unlearn.data import load_dataset  # noqa: E402
 from gan_unlearn.forget import ForgetRequest  # noqa: E402
-from metrics.evaluate import EvalSettings, evaluate_checkpoints, markdown_table  # noqa: E402
-from trainers.cascaded import UnlearnConfig  # noqa: E402
-from trainers.checkpoints import file_sha256, retrain_checkpoint, unlearn_checkpoint  # noqa: E402
+from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table  # noqa: E402
+from trainers.unlearning import UnlearnConfig  # noqa: E402
+from gan_unlearn.workflows.unlearning import file_sha256, retrain_checkpoint, unlearn_checkpoint  # noqa: E402
 from trainers.classifier import ClassifierConfig, train_classifier  # noqa: E402
 from trainers.gan import GANConfig, train_gan  # noqa: E402
 
@@ -86,13 +86,13 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
         path = out / f"{name}_{variant}.pt"
         log(f"{name}: {variant}")
         runs[variant] = unlearn_checkpoint(gan, request, path, oracle_path=oracle,
-                                           config=UnlearnConfig(seed=seed, **overrides), data_root=data_root,
+                                           config=UnlearnConfig.of(seed=seed, **overrides), data_root=data_root,
                                            device=device, show_progress=not quiet)
         paths.append(path)
     log(f"{name}: finetune")
     path = out / f"{name}_finetune.pt"
     runs["finetune"] = unlearn_checkpoint(gan, request, path, oracle_path=oracle, method="finetune",
-                                          config=UnlearnConfig(seed=seed), data_root=data_root, device=device,
+                                          config=UnlearnConfig.of(seed=seed), data_root=data_root, device=device,
                                           show_progress=not quiet)
     paths.append(path)
     path = out / f"{name}_retrain.pt"

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from gan_unlearn.data import load_dataset
-from metrics.downstream import per_class_synthetic
+from gan_unlearn.workflows.downstream import per_class_synthetic
 
 from .test_cli import assert_clean_failure, listing, run
 

@@ -11,8 +11,9 @@ from gan_unlearn.data import load_dataset
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.models import Discriminator
 from metrics.forgetting import discriminator_scores
-from trainers.cascaded import CascadedUnlearning, UnlearnConfig, unlearn
-from trainers.latents import LatentPool, nearest_neighbours, substitutes
+from trainers.unlearning import CascadedUnlearning, UnlearnConfig, unlearn
+from gan_unlearn.neighbours import nearest_neighbours
+from trainers.latents import LatentPool, substitutes
 
 from .test_cli import assert_clean_failure, listing, run
 
@@ -58,7 +59,7 @@ def test_fake_label_lowers_the_discriminators_score_on_forgotten_images(data_roo
 
     G = Generator(28, 1, latent_dim=16, width=4)
     held = load_dataset("mnist", "test", data_root).subset(range(100))
-    u = CascadedUnlearning(G, D, request, data, UnlearnConfig(**FAST, lr_d=1e-3), oracle=_ConstOracle(), held_out=held)
+    u = CascadedUnlearning(G, D, request, data, UnlearnConfig.of(**FAST, lr_d=1e-3), oracle=_ConstOracle(), held_out=held)
     u.opt_d = torch.optim.Adam(u.D.parameters(), lr=1e-3, betas=(0.5, 0.999))
     forget, retain = request.split(data.labels, data.num_classes)
     before_f = discriminator_scores(u.D, data.batch(forget)).mean()
@@ -99,10 +100,10 @@ def tiny(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
 def test_stopping_rule_reached_and_budget(tiny, tiny_gan_top_class):
     G, D, C, train, test = tiny
     req = ForgetRequest.for_class(tiny_gan_top_class)
-    done = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig(**FAST, max_rounds=20, min_rounds=2, check_every=2,
+    done = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig.of(**FAST, max_rounds=20, min_rounds=2, check_every=2,
                                                                    forget_target=1.0))
     assert done.summary["stopping_reason"] == "forget metric reached" and done.summary["rounds"] == 2
-    budget = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig(**FAST, max_rounds=4, min_rounds=2, check_every=2,
+    budget = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig.of(**FAST, max_rounds=4, min_rounds=2, check_every=2,
                                                                      forget_target=-1.0))
     assert budget.summary["stopping_reason"] == "step budget" and budget.summary["rounds"] == 4
     assert [h["round"] for h in budget.summary["history"]] == [2, 4]
@@ -112,7 +113,7 @@ def test_stopping_rule_reached_and_budget(tiny, tiny_gan_top_class):
 def test_item_stopping_rule_compares_with_held_out_images(tiny):
     G, D, C, train, test = tiny
     req = ForgetRequest.for_items(range(0, 512, 16))
-    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig(**FAST, d_warmup=10, min_rounds=1,
+    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**FAST, d_warmup=10, min_rounds=1,
                                                                                  check_every=1, max_rounds=30))
     after = r.summary["after"]
     assert r.summary["stopping_reason"] == "forget metric reached"
@@ -124,7 +125,7 @@ def test_inputs_are_never_modified(tiny, tiny_gan_top_class):
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (G, D)]
     for method in ("cascaded", "finetune"):
         unlearn(G, D, ForgetRequest.for_class(tiny_gan_top_class), train, oracle=C, method=method,
-                config=UnlearnConfig(**FAST, max_rounds=2, min_rounds=2, check_every=2))
+                config=UnlearnConfig.of(**FAST, max_rounds=2, min_rounds=2, check_every=2))
     for m, state in zip((G, D), before):
         for k, v in m.state_dict().items():
             assert torch.equal(v, state[k]), k
@@ -144,7 +145,7 @@ def test_cli_unlearn_records_the_request_and_leaves_the_original_byte_identical(
     ckpt = load_checkpoint(out, kind="gan")
     u = ckpt["unlearning"]
     assert u["request"] == ForgetRequest.for_class(c).describe() and u["method"] == "cascaded"
-    assert u["parameters"]["max_rounds"] == 4 and u["parameters"]["pool_size"] == 256
+    assert u["parameters"]["stopping"]["max_rounds"] == 4 and u["parameters"]["substitution"]["pool_size"] == 256
     assert u["source_checkpoint"] == str(tiny_gan_ckpt) and len(u["source_sha256"]) == 64 and u["seconds"] > 0
     assert ckpt["lineage"][-1]["event"] == "unlearn-cascaded"
     summary = json.loads((tmp_path / "u.pt.json").read_text())
@@ -220,14 +221,14 @@ def test_drift_guard_returns_to_the_last_good_state_and_halves_the_learning_rate
     G, D, C, train, test = tiny
     req = ForgetRequest.for_items(range(0, 512, 16))  # keeps most pool latents, whose drift the guard watches
     guard = dict(FAST, ema=0, min_rounds=1, check_every=1, max_drift=1e-9, lr_g=0.1, lr_d=0.2)
-    one = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig(**guard, max_rounds=1, max_backoffs=1))
+    one = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**guard, max_rounds=1, max_backoffs=1))
     assert one.summary["backoffs"] == 1 and one.summary["history"][0]["drift"] > 0
     for k, v in G.state_dict().items():  # the only check backed off to the state before the first round
         torch.testing.assert_close(one.generator.state_dict()[k], v, rtol=0, atol=0, msg=k)
     three = unlearn(G, D, req, train, oracle=C, held_out=test,
-                    config=UnlearnConfig(**guard, max_rounds=3, max_backoffs=2))
+                    config=UnlearnConfig.of(**guard, max_rounds=3, max_backoffs=2))
     assert [h.get("backoff_lr_g") for h in three.summary["history"]][:2] == [0.05, 0.025]
     assert "backoff_lr_g" not in three.summary["history"][-1]  # only max_backoffs of them
     assert three.summary["backoffs"] == 2
     with pytest.raises(Exception, match="max-drift"):
-        UnlearnConfig(max_drift=0).validate()
+        UnlearnConfig.of(max_drift=0).validate()

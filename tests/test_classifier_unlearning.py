@@ -105,7 +105,7 @@ def test_cli_unlearn_classifier_and_bad_input(tmp_path, tiny_oracle_ckpt, data_r
 
 
 def test_cli_unknown_method_is_one_line(capsys):
-    from gan_unlearn.cli import entry_point
+    from gan_unlearn.workflows.cli import entry_point
 
     with pytest.raises(SystemExit) as exc:
         entry_point(["unlearn-classifier", "--model", "x.pt", "--forget-class", "1", "--method", "magic",

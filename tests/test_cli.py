@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from gan_unlearn.cli import entry_point
+from gan_unlearn.workflows.cli import entry_point
 
 
 @dataclass

@@ -277,7 +277,7 @@ def unlearn_classifier_checkpoint(model_path, class_id: int, method: str, out, *
     from gan_unlearn.runtime import resolve_device
     from metrics.classifier_metrics import classifier_report
 
-    from .checkpoints import file_sha256
+    from gan_unlearn.checkpoint import file_sha256
 
     unlearner = get_method(method, seed=seed, **(params or {}))
     dev = resolve_device(device)

@@ -9,18 +9,14 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.errors import UserError
+from gan_unlearn.neighbours import nearest_neighbours
 from gan_unlearn.runtime import batched, frozen
 
-SUBSTITUTIONS = ("nearest-real", "nearest-latent", "none")
-
-
-def nearest_neighbours(queries: torch.Tensor, keys: torch.Tensor, k: int = 1, chunk: int = 2048) -> torch.Tensor:
-    """Indices (len(queries), k) of the k nearest keys of each query in Euclidean distance."""
-    if len(keys) < k:
-        raise UserError(f"need at least {k} candidates for nearest neighbours, have {len(keys)}")
-    q, kk = queries.flatten(1).float(), keys.flatten(1).float()
-    out = [torch.cdist(q[i:i + chunk], kk).topk(k, dim=1, largest=False).indices for i in range(0, len(q), chunk)]
-    return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long)
+SUBSTITUTIONS = {
+    "nearest-latent": "option B: the original generator's image at the nearest retained latent",
+    "nearest-real": "option A: the nearest retained real image in feature space",
+    "none": "no substitution (fake label and preservation only)",
+}
 
 
 @dataclass
@@ -37,17 +33,6 @@ class LatentPool:
         z = G0.sample_latents(size, torch.Generator().manual_seed(seed))
         images = batched(G0, z, batch_size, device, precision)
         return cls(z, images, batched(feature_fn, images, batch_size, device, precision))
-
-
-@dataclass
-class ForgetTargets:
-    """What the generator stage trains on: forgotten latents with substitute images, and retained latents
-    with the original generator's images (for the optional preservation loss)."""
-
-    z_forget: torch.Tensor
-    substitutes: torch.Tensor | None
-    z_keep: torch.Tensor
-    keep_images: torch.Tensor
 
 
 def class_forget_mask(pool: LatentPool, oracle, class_id: int, threshold: float) -> tuple:

@@ -8,21 +8,10 @@ from pathlib import Path
 
 import torch
 
+from gan_unlearn.checkpoint import restore_model
 from gan_unlearn.data import ImageDataset, to_uint8
-from gan_unlearn.runtime import batched
+from gan_unlearn.runtime import eval_mode
 from trainers.classifier import ClassifierConfig, accuracy, train_classifier
-
-
-@torch.no_grad()
-def synthetic_dataset(generator, oracle, num_samples: int, seed: int = 0, device="cpu", name: str = "synthetic",
-                      min_confidence: float = 0.0) -> ImageDataset:
-    """``num_samples`` generated images with the oracle's labels (optionally only confident ones)."""
-    generator.eval(), oracle.eval()
-    images = generator.generate_images(num_samples, seed=seed)
-    probs = batched(lambda x: torch.softmax(oracle(x), 1), images, 1000, device)
-    conf, labels = probs.max(1)
-    keep = conf >= min_confidence
-    return ImageDataset(name, "train", to_uint8(images[keep]), labels[keep], oracle.num_classes)
 
 
 def downstream_accuracy(train_set: ImageDataset, test_set: ImageDataset, classes=None, epochs: int = 2,
@@ -32,8 +21,6 @@ def downstream_accuracy(train_set: ImageDataset, test_set: ImageDataset, classes
         config = ClassifierConfig(epochs=epochs, hidden=hidden, seed=seed)
         ckpt = train_classifier(train_set, config, torch.device(device), Path(tmp) / "downstream.pt",
                                 show_progress=False, checkpoint_every=0)
-    from gan_unlearn.checkpoint import restore_model
-
     model = restore_model(ckpt, "classifier", device)
     return accuracy(model, test_set, device, classes=classes)
 
@@ -44,9 +31,6 @@ def per_class_synthetic(generator, oracle, per_class: int, skip_classes=(), seed
     """Draw samples until every class (except ``skip_classes``) has ``per_class`` oracle-labelled images, or
     ``max_draws`` samples were drawn. Returns (dataset, stats) where stats has per-class counts and the
     share of all draws that the oracle assigned to each class."""
-    from gan_unlearn.data import to_uint8
-
-    generator.eval(), oracle.eval()
     k = oracle.num_classes
     wanted = [c for c in range(k) if c not in set(skip_classes)]
     max_draws = max_draws or 20 * per_class * k
@@ -55,22 +39,23 @@ def per_class_synthetic(generator, oracle, per_class: int, skip_classes=(), seed
     counts = torch.zeros(k, dtype=torch.long)
     drawn_per_class = torch.zeros(k, dtype=torch.long)
     drawn = 0
-    while drawn < max_draws and any(counts[c] < per_class for c in wanted):
-        n = min(batch_size, max_draws - drawn)
-        x = generator(generator.sample_latents(n, rng, device)).float()
-        probs = torch.softmax(oracle(x).float(), 1).cpu()
-        conf, y = probs.max(1)
-        drawn += n
-        drawn_per_class += torch.bincount(y, minlength=k)
-        for c in wanted:
-            need = per_class - int(counts[c])
-            if need <= 0:
-                continue
-            idx = ((y == c) & (conf >= min_confidence)).nonzero().flatten()[:need]
-            if len(idx):
-                kept_x.append(to_uint8(x[idx.to(x.device)]))
-                kept_y.append(y[idx])
-                counts[c] += len(idx)
+    with eval_mode(generator, oracle):
+        while drawn < max_draws and any(counts[c] < per_class for c in wanted):
+            n = min(batch_size, max_draws - drawn)
+            x = generator(generator.sample_latents(n, rng, device)).float()
+            probs = torch.softmax(oracle(x).float(), 1).cpu()
+            conf, y = probs.max(1)
+            drawn += n
+            drawn_per_class += torch.bincount(y, minlength=k)
+            for c in wanted:
+                need = per_class - int(counts[c])
+                if need <= 0:
+                    continue
+                idx = ((y == c) & (conf >= min_confidence)).nonzero().flatten()[:need]
+                if len(idx):
+                    kept_x.append(to_uint8(x[idx.to(x.device)]))
+                    kept_y.append(y[idx])
+                    counts[c] += len(idx)
     images = torch.cat(kept_x) if kept_x else torch.empty(0, generator.channels, generator.image_size,
                                                           generator.image_size, dtype=torch.uint8)
     labels = torch.cat(kept_y) if kept_y else torch.empty(0, dtype=torch.long)

@@ -13,18 +13,19 @@ from pathlib import Path
 import torch
 
 from gan_unlearn.checkpoint import check_dataset_matches, load_checkpoint, restore_model
-from gan_unlearn.data import ImageDataset, load_dataset
+from gan_unlearn.data import ImageDataset, load_dataset, to_uint8
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.images import save_grid
+from gan_unlearn.neighbours import nearest_neighbours
 from gan_unlearn.runtime import batched, progress, resolve_device
+from metrics.extractors import EXTRACTORS, ClassifierFeatures
+from metrics.fid import reference_statistics
+from metrics.forgetting import discriminator_scores
+from metrics.frechet import StreamingStats, frechet_distance
+from metrics.membership import auc, memorisation
 
 from .downstream import downstream_accuracy
-from .extractors import ClassifierFeatures, InceptionFeatures
-from .fid import reference_statistics
-from .forgetting import discriminator_scores
-from .frechet import StreamingStats, frechet_distance
-from .membership import auc, memorisation
 
 
 @dataclass
@@ -47,9 +48,7 @@ def request_of(checkpoints: list[dict], forget_class: int | None, forget_items: 
     Item indices are never stored, so item requests must be given (their hash is checked)."""
     recorded = [c["unlearning"]["request"] for c in checkpoints if "unlearning" in c]
     if forget_class is not None or forget_items is not None:
-        from trainers.checkpoints import parse_request
-
-        req = parse_request(forget_class, forget_items)
+        req = ForgetRequest.from_options(forget_class, forget_items)
         for r in recorded:
             if r["hash"] != req.hash():
                 raise UserError(f"the given forget request ({req}) is not the one a checkpoint was unlearned with "
@@ -67,11 +66,11 @@ def request_of(checkpoints: list[dict], forget_class: int | None, forget_items: 
 
 
 def _feature_extractor(settings: EvalSettings, oracle, device):
+    if settings.extractor not in EXTRACTORS:
+        raise UserError(f"unknown extractor {settings.extractor!r}; use one of {', '.join(EXTRACTORS)}")
     if settings.extractor == "classifier":
         return ClassifierFeatures(oracle, device)
-    if settings.extractor == "inception":
-        return InceptionFeatures(settings.inception_weights, device)
-    raise UserError(f"unknown extractor {settings.extractor!r}; use classifier or inception")
+    return EXTRACTORS[settings.extractor](settings.inception_weights, device)
 
 
 def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | None = None,
@@ -152,8 +151,7 @@ def _evaluate_one(label, path, ckpt, oracle, extractor, reference, cached, reque
         metrics.update(_item_metrics(D, train, forget_idx, held, torch.cat(feats), images, extractor, s, dev))
     if s.downstream_samples > 0:
         n = min(s.downstream_samples, s.samples)
-        synth = ImageDataset("synthetic", "train", ((images[:n].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8),
-                             preds[:n], oracle.num_classes)
+        synth = ImageDataset("synthetic", "train", to_uint8(images[:n]), preds[:n], oracle.num_classes)
         acc = downstream_accuracy(synth, test, classes=retained_classes, epochs=s.downstream_epochs, seed=s.seed,
                                   device=dev)
         metrics["downstream_accuracy"] = {"value": acc, "train_samples": n, "labeller": "oracle",
@@ -179,10 +177,9 @@ def _item_metrics(D, train, forget_idx, held, gen_feats, gen_images, extractor, 
     mem = memorisation(batched(extractor, forgotten, s.batch_size), batched(extractor, held_images, s.batch_size), gen_feats)
     out["memorisation"] = {**mem, "space": f"{extractor.name} features", "samples": s.samples, "seed": s.seed}
     if s.lpips_backbone is not None:
-        from .perceptual import LPIPS
+        from metrics.perceptual import LPIPS
 
         lp = LPIPS("alex", s.lpips_backbone, dev)
-        from trainers.latents import nearest_neighbours
 
         def nearest_lpips(images):
             cand = nearest_neighbours(batched(extractor, images, s.batch_size), gen_feats, k=8)

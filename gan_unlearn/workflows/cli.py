@@ -1,4 +1,4 @@
-"""The ``gan-unlearn`` command line: thin click commands over the Python API.
+"""The ``gan-unlearn`` command line: thin click commands over the Python API and the workflows beside it.
 
 Every command checks its inputs and its output path before doing any work, turns a ``UserError``
 into a one-line message with exit status 1, and writes results atomically.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 import click
 
-from .errors import UserError
+from gan_unlearn.errors import UserError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -65,9 +66,56 @@ def limit_option(func):
 
 
 def load_training_data(dataset: str, data_root, download: bool, limit: int | None = None, split: str = "train"):
-    from .data import load_dataset
+    from gan_unlearn.data import load_dataset
 
     return load_dataset(f"{dataset}[:{limit}]" if limit else dataset, split, data_root, download)
+
+
+# --- registries: every choice on the command line and its help text come from these ---------------------
+def _gan_methods():
+    from trainers.unlearning import METHODS
+
+    return METHODS
+
+
+def _substitutions():
+    from trainers.latents import SUBSTITUTIONS
+
+    return SUBSTITUTIONS
+
+
+def _unlearn_defaults():
+    from trainers.unlearning import UnlearnConfig
+
+    return {k: v[2] for k, v in UnlearnConfig.parameters().items()}
+
+
+def _precisions():
+    from gan_unlearn.runtime import PRECISIONS
+
+    return list(PRECISIONS)
+
+
+def _choices_help(registry: dict) -> str:
+    """``name: description`` for each entry of a registry (classes give their docstring's first line)."""
+    def text(v):
+        if isinstance(v, str):
+            return v
+        return re.split(r"(?<=\.)\s", " ".join((v.__doc__ or "").split()))[0].rstrip(".")
+
+    return "; ".join(f"{name}: {text(v)}" for name, v in registry.items())
+
+
+def _relevance_rules():
+    from gan_unlearn.relevance import RULES
+
+    return RULES
+
+
+def _extractors():
+    from metrics.extractors import EXTRACTORS
+
+    return EXTRACTORS
 
 
 @click.group(context_settings=CONTEXT)
@@ -90,7 +138,7 @@ def main():
 @click.option("--width", type=click.IntRange(min=4), default=64, show_default=True,
               help="Base channel count of G and D (DCGAN's ngf/ndf).")
 @click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+@click.option("--precision", type=click.Choice(_precisions()), default="bf16", show_default=True,
               help="bf16 autocast (mixed precision, CPU or GPU) or plain fp32.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
               help="channels_last memory layout (faster convolutions on CPU).")
@@ -106,8 +154,8 @@ def train_gan_cmd(dataset, data_root, download, limit, epochs, batch_size, lr, w
     """Train a DCGAN from scratch (Adam, betas 0.5/0.999) and write its checkpoint and a sample grid."""
     from trainers.gan import GANConfig, train_gan
 
-    from .checkpoint import check_output_path
-    from .runtime import resolve_device
+    from gan_unlearn.checkpoint import check_output_path
+    from gan_unlearn.runtime import resolve_device
 
     check_output_path(out)
     dev = resolve_device(device)
@@ -143,9 +191,9 @@ def train_classifier_cmd(dataset, data_root, download, limit, epochs, batch_size
     """Train the small CNN classifier (the oracle) and report its test accuracy."""
     from trainers.classifier import ClassifierConfig, train_classifier
 
-    from .checkpoint import check_output_path
-    from .forget import ForgetRequest
-    from .runtime import resolve_device
+    from gan_unlearn.checkpoint import check_output_path
+    from gan_unlearn.forget import ForgetRequest
+    from gan_unlearn.runtime import resolve_device
 
     check_output_path(out)
     dev = resolve_device(device)
@@ -176,10 +224,10 @@ def sample_cmd(gan_path, num, nrow, fmt, device, seed, quiet, out):
     """Generate images from a GAN checkpoint: a PNG grid or an npz array file (no dataset needed)."""
     import numpy as np
 
-    from .checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
-    from .data import to_uint8
-    from .images import save_grid
-    from .runtime import resolve_device
+    from gan_unlearn.checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
+    from gan_unlearn.data import to_uint8
+    from gan_unlearn.images import save_grid
+    from gan_unlearn.runtime import resolve_device
 
     fmt = fmt or ("npz" if out.suffix == ".npz" else "png")
     check_output_path(out, inputs=(gan_path,))
@@ -200,7 +248,7 @@ def sample_cmd(gan_path, num, nrow, fmt, device, seed, quiet, out):
 @user_errors
 def info_cmd(checkpoint, as_json):
     """Show what a checkpoint holds: models, dataset, recipe, metrics and how it was made."""
-    from .checkpoint import load_checkpoint
+    from gan_unlearn.checkpoint import load_checkpoint
     from .report import checkpoint_summary, format_summary
 
     summary = checkpoint_summary(load_checkpoint(checkpoint))
@@ -217,21 +265,29 @@ def request_options(func):
     return func
 
 
-def parse_overrides(pairs, config_type):
-    """``--set key=value`` pairs as typed keyword arguments of a config dataclass."""
-    import dataclasses
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
-    types = {f.name: f.type for f in dataclasses.fields(config_type)}
+
+def parse_assignments(pairs, types: dict, what: str = "parameter") -> dict:
+    """``--set KEY=VALUE`` pairs typed by ``types`` ({key: "int" | "float" | "bool" | "str"}); the one parser
+    every command's ``--set`` uses. Dashes in keys read as underscores; a key given twice is an error."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in types:
-            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(types))}")
-        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+            names = sorted(k for k in types if "." not in k)
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY a {what}: {', '.join(names)}")
+        if key in out:
+            raise UserError(f"--set {key} is given twice")
+        kind = types[key]
         try:
-            out[key] = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes", "on"),
-                        "str": str}[kind](value)
+            if kind == "bool":
+                if value.strip().lower() not in BOOLEANS:
+                    raise ValueError
+                out[key] = BOOLEANS[value.strip().lower()]
+            else:
+                out[key] = {"int": int, "float": float, "str": str}[kind](value)
         except ValueError:
             raise UserError(f"--set {pair!r}: {value!r} is not a valid {kind}") from None
     return out
@@ -242,18 +298,22 @@ def parse_overrides(pairs, config_type):
 @click.option("--oracle", "oracle_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Oracle classifier checkpoint: required for --forget-class; for items it gives the feature "
                    "space of nearest neighbours (pixels otherwise).")
-@click.option("--method", type=click.Choice(["cascaded", "finetune"]), default="cascaded", show_default=True,
-              help="cascaded: fake label + substitution; finetune: plain GAN training on retained data (baseline).")
-@click.option("--substitution", type=click.Choice(["nearest-real", "nearest-latent", "none"]), default=None,
-              help="Substitute for forgotten latents: nearest retained real image (A) or the original "
-                   "generator's image at the nearest retained latent (B).  [default: nearest-latent]")
-@click.option("--max-rounds", type=click.IntRange(min=1), default=None, help="Step budget in rounds.  [default: 200]")
+@click.option("--method", type=click.Choice(list(_gan_methods())), default="cascaded", show_default=True,
+              help=_choices_help(_gan_methods()) + ".")
+@click.option("--substitution", type=click.Choice(list(_substitutions())), default=None,
+              help=f"Substitute for forgotten latents ({_choices_help(_substitutions())}).  "
+                   f"[default: {_unlearn_defaults()['kind']}]")
+@click.option("--max-rounds", type=click.IntRange(min=1), default=None,
+              help=f"Step budget in rounds.  [default: {_unlearn_defaults()['max_rounds']}]")
 @click.option("--forget-target", type=float, default=None,
-              help="Class requests stop once the forgotten class's share of samples is at most this.  [default: 0.01]")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default=None, help="[default: bf16]")
+              help="Class requests stop once the forgotten class's share of samples is at most this.  "
+                   f"[default: {_unlearn_defaults()['forget_target']}]")
+@click.option("--precision", type=click.Choice(_precisions()), default=None,
+              help=f"[default: {_unlearn_defaults()['precision']}]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Any other parameter of the cascade (lr_g, lr_d, lambda_sub, lambda_keep, lambda_u, "
-                   "lambda_adv_forget, fake_target, ema, focus_fraction, pool_size, max_drift, ...); repeatable.")
+              help="Any other parameter of the method, by name or as GROUP.NAME (groups: "
+                   "training, cascade, substitution, stopping, guard; see 'gan-unlearn info' of an unlearned "
+                   "checkpoint for all of them), for example lambda_keep=30; repeatable.")
 @data_options
 @run_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -262,17 +322,23 @@ def parse_overrides(pairs, config_type):
 def unlearn_cmd(gan_path, forget_class, forget_items, oracle_path, method, substitution, max_rounds, forget_target,
                 precision, overrides, data_root, download, device, seed, quiet, out):
     """Remove training items or a class from a GAN by cascaded unlearning (or fine-tuning)."""
-    from trainers.cascaded import UnlearnConfig
-    from trainers.checkpoints import parse_request, unlearn_checkpoint
+    from trainers.unlearning import UnlearnConfig
 
-    from .checkpoint import atomic_write, check_output_path
+    from gan_unlearn.checkpoint import atomic_write, check_output_path
+    from gan_unlearn.forget import ForgetRequest
+
+    from .unlearning import unlearn_checkpoint
 
     check_output_path(out, inputs=(gan_path, oracle_path))
-    request = parse_request(forget_class, forget_items)
-    given = {"substitution": substitution, "max_rounds": max_rounds, "forget_target": forget_target,
-             "precision": precision}
-    config = UnlearnConfig(seed=seed, **{k: v for k, v in given.items() if v is not None},
-                           **parse_overrides(overrides, UnlearnConfig)).validate()
+    request = ForgetRequest.from_options(forget_class, forget_items)
+    given = {"kind": substitution, "max_rounds": max_rounds, "forget_target": forget_target, "precision": precision}
+    given = {k: v for k, v in given.items() if v is not None}
+    params = UnlearnConfig.parameters()
+    values = parse_assignments(overrides, {k: v[1] for k, v in params.items()}, "parameter of the unlearning method")
+    twice = [k for k in values if k.rsplit(".", 1)[-1] in given or k.rsplit(".", 1)[-1] == "seed"]
+    if twice:
+        raise UserError(f"--set {twice[0]} repeats an option given on its own (--{twice[0].rsplit('.', 1)[-1].replace('_', '-')})")
+    config = UnlearnConfig.from_values({"seed": seed, **given, **values}).validate()
     summary = unlearn_checkpoint(gan_path, request, out, oracle_path=oracle_path, method=method, config=config,
                                  data_root=data_root, download=download, device=device, show_progress=not quiet)
     summary_path = out.with_name(out.name + ".json")
@@ -298,12 +364,13 @@ def _fmt(metric: dict) -> str:
 @user_errors
 def retrain_cmd(gan_path, forget_class, forget_items, epochs, resume, data_root, download, device, quiet, out):
     """Baseline: retrain the GAN from scratch on the retained data with the recipe (and seed) recorded in --gan."""
-    from trainers.checkpoints import parse_request, retrain_checkpoint
+    from gan_unlearn.checkpoint import atomic_write, check_output_path
+    from gan_unlearn.forget import ForgetRequest
 
-    from .checkpoint import atomic_write, check_output_path
+    from .unlearning import retrain_checkpoint
 
     check_output_path(out, inputs=(gan_path,))
-    request = parse_request(forget_class, forget_items)
+    request = ForgetRequest.from_options(forget_class, forget_items)
     summary = retrain_checkpoint(gan_path, request, out, data_root=data_root, download=download, device=device,
                                  show_progress=not quiet, resume=resume, epochs=epochs)
     summary_path = out.with_name(out.name + ".json")
@@ -315,34 +382,15 @@ def retrain_cmd(gan_path, forget_class, forget_items, epochs, resume, data_root,
 def _classifier_methods():
     from trainers.classifier_unlearning import METHODS
 
-    return list(METHODS)
-
-
-def _typed_params(pairs) -> dict:
-    """``--set key=value`` for method parameters: numbers where they parse, strings otherwise."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise UserError(f"--set {pair!r}: expected KEY=VALUE")
-        for cast in (int, float):
-            try:
-                out[key.strip().replace("-", "_")] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key.strip().replace("-", "_")] = value
-    return out
+    return METHODS
 
 
 @main.command("unlearn-classifier", context_settings=CONTEXT)
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Classifier checkpoint (never modified).")
 @click.option("--forget-class", type=int, required=True, help="Class to forget.")
-@click.option("--method", type=click.Choice(_classifier_methods()), default="path-perturbation", show_default=True,
-              help="path-perturbation (zero-shot, LRP path units zeroed), path-gaussian / path-laplace (noise "
-                   "baselines), jit (zero-shot Lipschitz), topk / randomk (parameter noise), l2ul.")
+@click.option("--method", type=click.Choice(list(_classifier_methods())), default="path-perturbation",
+              show_default=True, help=_choices_help(_classifier_methods()) + ".")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Method parameter, repeatable (for example top_h=80, lr=0.01).")
 @click.option("--dataset", default=None, metavar="NAME",
@@ -357,11 +405,12 @@ def unlearn_classifier_cmd(model_path, forget_class, method, overrides, dataset,
     """Remove a class from a classifier and report accuracies and membership AUC before and after."""
     from trainers.classifier_unlearning import get_method, unlearn_classifier_checkpoint
 
-    from .checkpoint import atomic_write, check_output_path
+    from gan_unlearn.checkpoint import atomic_write, check_output_path
 
     check_output_path(out, inputs=(model_path,))
-    params = _typed_params(overrides)
-    get_method(method, **params)  # unknown parameters fail before any loading
+    types = {k: type(v).__name__ for k, v in _classifier_methods()[method].defaults.items()}
+    params = parse_assignments(overrides, types, f"parameter of {method}")
+    get_method(method, **params)  # bad values fail before any loading
     s = unlearn_classifier_checkpoint(model_path, forget_class, method, out, params=params, dataset=dataset,
                                       data_root=data_root, download=download, device=device, seed=seed)
     summary_path = out.with_name(out.name + ".json")
@@ -380,7 +429,8 @@ def unlearn_classifier_cmd(model_path, forget_class, method, overrides, dataset,
 @click.option("--layer", default="head", show_default=True,
               help="Layer name (head, fc, conv.0, ...); units are its neurons or channels.")
 @click.option("--at", type=click.Choice(["input", "output"]), default="input", show_default=True)
-@click.option("--rule", type=click.Choice(["epsilon", "grad_x_act"]), default="epsilon", show_default=True)
+@click.option("--rule", type=click.Choice(list(_relevance_rules())), default="epsilon", show_default=True,
+              help=_choices_help(_relevance_rules()) + ".")
 @click.option("--epsilon", type=float, default=0.1, show_default=True)
 @click.option("--num", type=click.IntRange(min=1), default=36, show_default=True,
               help="Test-split images of the class to attribute.")
@@ -397,10 +447,10 @@ def relevance_cmd(model_path, class_id, layer, at, rule, epsilon, num, top, plot
     """List (and plot) the units of a layer most relevant to a class, over test images of that class."""
     import torch
 
-    from .checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
-    from .data import load_dataset
-    from .relevance import unit_relevance
-    from .runtime import resolve_device
+    from gan_unlearn.checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
+    from gan_unlearn.data import load_dataset
+    from gan_unlearn.relevance import unit_relevance
+    from gan_unlearn.runtime import resolve_device
 
     for p in (plot, json_path):
         if p is not None:
@@ -426,7 +476,7 @@ def relevance_cmd(model_path, class_id, layer, at, rule, epsilon, num, top, plot
                    "num_images": len(idx), "relevance": total.tolist()}
         atomic_write(json_path, lambda f: f.write(json.dumps(payload).encode()))
     if plot is not None:
-        from .plots import bar_chart
+        from gan_unlearn.plots import bar_chart
 
         bar_chart(total.cpu(), plot, title=f"relevance of {layer} units for class {class_id} ({rule})",
                   xlabel="unit", ylabel="relevance (sum over images)")
@@ -465,8 +515,8 @@ def entry_point(argv=None) -> None:
               help="Class request to measure (default: the one recorded in the unlearned checkpoints).")
 @click.option("--forget-items", default=None, metavar="FILE_OR_LIST",
               help="Item request to measure (indices are never stored in checkpoints, so give them here).")
-@click.option("--extractor", type=click.Choice(["classifier", "inception"]), default="classifier", show_default=True,
-              help="FID features: the oracle's hidden layer, or pytorch-fid's InceptionV3 pool3.")
+@click.option("--extractor", type=click.Choice(list(_extractors())), default="classifier", show_default=True,
+              help="FID features: " + _choices_help(_extractors()) + ".")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
               help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache).")
 @click.option("--lpips-backbone", type=click.Path(dir_okay=False), default=None,
@@ -483,9 +533,9 @@ def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, extractor
                  samples, downstream_samples, out_dir, data_root, download, device, seed, quiet):
     """Measure GAN checkpoints side by side: FID, forget rate or item memorisation, membership AUC,
     downstream accuracy, speedup. Writes report.json, report.md and one sample grid per model."""
-    from metrics.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
+    from .evaluate import EvalSettings, evaluate_checkpoints, markdown_table
 
-    from .checkpoint import atomic_write, check_output_path
+    from gan_unlearn.checkpoint import atomic_write, check_output_path
 
     check_output_path(out_dir / "report.json", inputs=checkpoints)
     settings = EvalSettings(samples=samples, seed=seed, extractor=extractor, inception_weights=inception_weights,
@@ -518,12 +568,14 @@ def augment_cmd(gan_path, oracle_path, per_class, min_confidence, include_forgot
     """Write an oracle-labelled synthetic dataset drawn from a GAN, for downstream training."""
     import numpy as np
 
-    from metrics.downstream import per_class_synthetic
-    from trainers.checkpoints import file_sha256, load_oracle
+    from .downstream import per_class_synthetic
+    from gan_unlearn.checkpoint import file_sha256
 
-    from .checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
-    from .images import save_grid
-    from .runtime import resolve_device
+    from .unlearning import load_oracle
+
+    from gan_unlearn.checkpoint import atomic_write, check_output_path, load_checkpoint, restore_model
+    from gan_unlearn.images import save_grid
+    from gan_unlearn.runtime import resolve_device
 
     if out.exists():
         raise UserError(f"{out} already exists; give a new folder")
@@ -544,7 +596,7 @@ def augment_cmd(gan_path, oracle_path, per_class, min_confidence, include_forgot
     atomic_write(out / "synthetic.npz", lambda f: np.savez_compressed(f, x_train=x, y_train=data.labels.numpy()))
     atomic_write(out / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
     order = data.labels.argsort(stable=True)
-    from .data import to_float
+    from gan_unlearn.data import to_float
 
     save_grid(to_float(data.images[order][:: max(1, len(data) // 100)][:100]), out / "grid.png", nrow=10)
     shares = stats["draw_share_per_class"]

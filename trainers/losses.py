@@ -1,0 +1,23 @@
+"""The binary cross-entropy GAN losses that GAN training and GAN unlearning share."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """BCE with logits against a constant target (1 real, 0 fake, or a soft label), computed in fp32."""
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def d_loss_real_fake(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Standard discriminator loss: real images labelled 1, generated images labelled 0."""
+    return bce(D(real), 1.0) + bce(D(fake), 0.0)
+
+
+def g_loss_adversarial(D: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss: make D call generated images real."""
+    return bce(D(fake), 1.0)

@@ -1,0 +1,262 @@
+"""The loop every GAN unlearning method shares: rounds of a discriminator stage and a generator stage,
+periodic checks of the forget metric, the drift guard, the EMA generator and timing by phase.
+
+A method is a subclass that overrides hooks: ``prepare`` (what it needs before the rounds),
+``discriminator_batch`` / ``discriminator_loss`` and ``generator_loss``. The base hooks are plain GAN
+training on the retained data, which is exactly the fine-tuning baseline.
+
+Generator and discriminator run in eval mode throughout (BatchNorm as a fixed affine map): the function
+that is optimised is exactly the one that samples and scores afterwards, and batches of only forgotten
+images cannot skew normalisation statistics. Methods work on copies: the models passed in never change.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from gan_unlearn.data import ImageDataset
+from gan_unlearn.errors import UserError
+from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.runtime import autocast, frozen, progress, resolve_device, to_memory_format
+from metrics.forgetting import class_share, discriminator_scores
+
+from ..gan import make_optimizer
+from ..losses import bce
+from .options import UnlearnConfig
+
+
+@dataclass
+class UnlearningResult:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    summary: dict = field(default_factory=dict)
+
+
+class PhaseTimer:
+    """Wall time per phase; synchronises CUDA so that asynchronous kernels are charged to their phase."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, {}
+
+    def __call__(self, phase: str):
+        timer = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                if timer.device.type == "cuda":
+                    torch.cuda.synchronize(timer.device)
+                timer.seconds[phase] = timer.seconds.get(phase, 0.0) + time.perf_counter() - self.t0
+
+        return _Phase()
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+class GANUnlearningMethod:
+    """Plain GAN training on the retained data in rounds, with the shared stopping rule and guard."""
+
+    name = "base"
+
+    def __init__(self, generator, discriminator, request: ForgetRequest, train_set: ImageDataset,
+                 config: UnlearnConfig | None = None, *, oracle=None, held_out: ImageDataset | None = None,
+                 device="cpu", show_progress: bool = True):
+        self.config = c = (config or UnlearnConfig()).validate()
+        self.device = resolve_device(device)
+        self.request, self.train_set = request, train_set
+        self.forget_idx, self.retain_idx = request.split(train_set.labels, train_set.num_classes)
+        if request.kind == "class" and oracle is None:
+            raise UserError("class unlearning needs an oracle classifier (--oracle) to find the class's latents")
+        if request.kind == "item" and held_out is None:
+            raise UserError("item unlearning needs held-out real images (the test split) for its stopping rule")
+        cl = c.channels_last
+        self.G0 = to_memory_format(copy.deepcopy(generator).to(self.device).eval(), cl)  # frozen reference
+        self.G = to_memory_format(copy.deepcopy(generator).to(self.device).eval(), cl)
+        self.D = to_memory_format(copy.deepcopy(discriminator).to(self.device).eval(), cl)
+        self.G_ema = copy.deepcopy(self.G) if c.training.ema > 0 else None
+        t = c.training
+        self.opt_d = make_optimizer(self.D.parameters(), t.lr_d, t.beta1, t.beta2)
+        self.opt_g = make_optimizer(self.G.parameters(), t.lr_g, t.beta1, t.beta2)
+        self.oracle = oracle.to(self.device).eval() if oracle is not None else None
+        self.show_progress = show_progress
+        self.rng = torch.Generator().manual_seed(c.seed)
+        self.timer = PhaseTimer(self.device)
+        self.forget_images = train_set.batch(self.forget_idx)
+        self.held_out_images = None
+        if request.kind == "item":
+            pick = torch.randperm(len(held_out), generator=torch.Generator().manual_seed(c.seed))
+            self.held_out_images = held_out.batch(pick[:c.stopping.held_out])
+        self.targets: dict | None = None  # latents and images a method trains on; the guard needs z_keep/keep_images
+
+    # --- hooks ----------------------------------------------------------------------------------------------
+    def prepare(self) -> dict:
+        """Work before the rounds (timed as "prepare"); returns counts for the summary."""
+        return {}
+
+    def discriminator_batch(self) -> dict:
+        """Real images for one discriminator step (drawn before its latents)."""
+        t = self.config.training
+        return {"real": self._images(self.retain_idx[self._pick(len(self.retain_idx), t.batch_size)])}
+
+    def discriminator_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
+        """Real retained images -> 1, generated -> 0."""
+        return bce(self.D(batch["real"]), 1.0) + bce(self.D(fake), 0.0)
+
+    def generator_loss(self, z_fresh: torch.Tensor) -> torch.Tensor:
+        """The adversarial loss on fresh latents."""
+        return self.config.training.lambda_adv * bce(self.D(self.G(z_fresh).float()), 1.0)
+
+    # --- features, stopping and the guard -------------------------------------------------------------------
+    def feature_fn(self, images: torch.Tensor) -> torch.Tensor:
+        """Feature space for nearest neighbours: the oracle's hidden layer, or pixels without an oracle."""
+        return self.oracle.features(images) if self.oracle is not None else images.flatten(1)
+
+    def forget_metric(self) -> dict:
+        """The stopping rule's measurement on the current models."""
+        c = self.config
+        if self.request.kind == "class":
+            share = class_share(self.output_generator, self.oracle, self.request.class_id, c.stopping.check_samples,
+                                seed=c.seed + 17, device=self.device, precision=c.precision)
+            return {"class_share": share, "satisfied": share <= c.stopping.forget_target}
+        forgotten = discriminator_scores(self.D, self.forget_images, self.device, c.precision).mean().item()
+        held = discriminator_scores(self.D, self.held_out_images, self.device, c.precision).mean().item()
+        return {"d_score_forgotten": forgotten, "d_score_held_out": held, "satisfied": forgotten <= held}
+
+    @torch.no_grad()
+    def preservation_drift(self, count: int = 256) -> float | None:
+        """Mean absolute pixel change of the output generator on retained latents (images in [-1, 1]).
+        Small while retained content is kept (about 0.05 to 0.1 on MNIST); a collapse (for example to
+        blank images, which a too-large learning rate on a young GAN causes) gives 0.3 or more."""
+        t = self.targets
+        if t is None or len(t["z_keep"]) == 0:
+            return None
+        z, ref = t["z_keep"][:count].to(self.device), t["keep_images"][:count].to(self.device)
+        with autocast(self.device, self.config.precision):
+            out = self.output_generator(z).float()
+        return (out - ref.float()).abs().mean().item()
+
+    def _models(self) -> dict:
+        models = {"G": self.G, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
+        if self.G_ema is not None:
+            models["G_ema"] = self.G_ema
+        return models
+
+    def _snapshot(self) -> dict:
+        return {k: copy.deepcopy(m.state_dict()) for k, m in self._models().items()}
+
+    def _back_off(self, snapshot: dict, backoffs: int) -> float:
+        """Return to the last state that kept retained content and halve both learning rates again."""
+        models = self._models()
+        for k, state in snapshot.items():
+            models[k].load_state_dict(state)
+        scale = 0.5 ** backoffs
+        for opt, lr in ((self.opt_g, self.config.training.lr_g), (self.opt_d, self.config.training.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+        return self.opt_g.param_groups[0]["lr"]
+
+    # --- the two stages -------------------------------------------------------------------------------------
+    def _pick(self, n: int, size: int) -> torch.Tensor:
+        return torch.randint(n, (size,), generator=self.rng)
+
+    def _images(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.train_set.batch(idx, self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    def discriminator_step(self) -> float:
+        c = self.config
+        batch = self.discriminator_batch()
+        z = self.G.sample_latents(c.training.batch_size, self.rng, self.device)
+        with autocast(self.device, c.precision):
+            with torch.no_grad():
+                fake = self.G(z)
+            loss = self.discriminator_loss(batch, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.item()
+
+    def generator_step(self) -> float:
+        c = self.config
+        z = self.G.sample_latents(c.training.batch_size, self.rng, self.device)
+        with frozen(self.D):  # gradients through D to the generator, none for D's weights
+            with autocast(self.device, c.precision):
+                loss = self.generator_loss(z)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+        self.opt_g.step()
+        return loss.item()
+
+    @property
+    def output_generator(self):
+        """The generator that is measured and returned: the exponential moving average of the updated
+        generator's weights when ``ema`` > 0 (it smooths the step-to-step noise of adversarial updates)."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        d = self.config.training.ema
+        for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            e.lerp_(p, 1 - d)
+
+    # --- the rounds -----------------------------------------------------------------------------------------
+    def run(self) -> UnlearningResult:
+        c, t, stop, guard = self.config, self.config.training, self.config.stopping, self.config.guard
+        before = self.forget_metric()  # measured outside the timed procedure: it is the report's baseline
+        with self.timer("prepare"):
+            counts = self.prepare()
+        with self.timer("discriminator"):
+            for _ in range(t.d_warmup):  # lets D learn the fake label before G follows its gradient
+                self.discriminator_step()
+        history, reason, rounds, backoffs = [], "step budget", 0, 0
+        snapshot = self._snapshot() if self.targets is not None else None
+        bar = progress(range(stop.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
+        for r in bar:
+            with self.timer("discriminator"):
+                loss_d = sum(self.discriminator_step() for _ in range(t.d_steps)) / max(t.d_steps, 1)
+            with self.timer("generator"):
+                loss_g = sum(self.generator_step() for _ in range(t.g_steps)) / max(t.g_steps, 1)
+                self.update_ema()
+            rounds = r + 1
+            if rounds >= stop.min_rounds and (rounds % stop.check_every == 0 or rounds == stop.max_rounds):
+                with self.timer("checks"):
+                    metric = self.forget_metric()
+                    drift = self.preservation_drift()
+                history.append({"round": rounds, "loss_d": round(loss_d, 4), "loss_g": round(loss_g, 4),
+                                **{k: v for k, v in metric.items() if k != "satisfied"}})
+                if drift is not None:
+                    history[-1]["drift"] = round(drift, 4)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items() if k != "round"}, refresh=False)
+                if drift is not None and drift > guard.max_drift and backoffs < guard.max_backoffs:
+                    with self.timer("checks"):  # the guard: retained content is going, so step back
+                        backoffs += 1
+                        history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
+                    continue
+                if snapshot is not None:
+                    with self.timer("checks"):
+                        snapshot = self._snapshot()
+                if metric["satisfied"]:
+                    reason = "forget metric reached"
+                    break
+        bar.close()
+        after = self.forget_metric()
+        summary = {
+            "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
+            "rounds": rounds, "backoffs": backoffs, "d_steps": t.d_warmup + rounds * t.d_steps,
+            "g_steps": rounds * t.g_steps, "stopping_reason": reason, "seconds": round(self.timer.total(), 3),
+            "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
+            "before": {k: v for k, v in before.items() if k != "satisfied"},
+            "after": {k: v for k, v in after.items() if k != "satisfied"},
+            "history": history, **counts, "config": asdict(c),
+        }
+        return UnlearningResult(self.output_generator.to(memory_format=torch.contiguous_format).cpu().eval(),
+                                self.D.to(memory_format=torch.contiguous_format).cpu().eval(), summary)

@@ -1,0 +1,147 @@
+"""Cascaded unlearning (SPEC section 2): the discriminator stage labels forgotten images fake, the generator
+stage sends forgotten latents to nearby retained samples (substitution) while the adversarial loss keeps
+samples realistic and a preservation loss keeps retained latents where they were."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from gan_unlearn.relevance import unit_relevance
+from gan_unlearn.runtime import batched
+
+from ..latents import LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
+from ..losses import bce
+from .base import GANUnlearningMethod
+
+DISTANCE_FUNCTIONS = {"l2": F.mse_loss, "l1": F.l1_loss}
+
+
+class CascadedUnlearning(GANUnlearningMethod):
+    """Fake label for forgotten images + substitution of forgotten latents (the method)."""
+
+    name = "cascaded"
+
+    def prepare(self) -> dict:
+        """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
+        c, s = self.config, self.config.substitution
+        pool = LatentPool.draw(self.G0, s.pool_size, self.feature_fn, c.seed, self.device, c.precision)
+        if self.request.kind == "class":
+            forgotten, retained = class_forget_mask(pool, self.oracle, self.request.class_id, s.class_threshold)
+            z_forget, forget_feats = pool.z[forgotten], pool.features[forgotten]
+        else:
+            item_feats = batched(self.feature_fn, self.forget_images, 1000, self.device, c.precision)
+            idx, items, retained = item_forget_latents(pool, item_feats, s.item_neighbours)
+            z_forget, forget_feats = pool.z[idx], pool.features[idx]
+            if s.invert_steps > 0:
+                z_forget = invert(self.G0, z_forget, self.forget_images[items], s.invert_steps, s.invert_lr,
+                                  self.device)
+                forget_feats = batched(lambda z: self.feature_fn(self.G0(z)), z_forget, 1000, self.device,
+                                       c.precision)
+        real, real_feats = None, None
+        if s.kind == "nearest-real":
+            pick = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.rng)[:s.target_pool]]
+            real = self.train_set.batch(pick)
+            real_feats = batched(self.feature_fn, real, 1000, self.device, c.precision)
+        # a generator that never shows the class leaves nothing to substitute; the fake label still applies
+        subs = substitutes(s.kind, pool, retained, z_forget, forget_feats, real, real_feats) if len(z_forget) else None
+        if c.cascade.focus_fraction > 0:
+            self.focus_on_relevant_units(z_forget)
+        keep = retained.nonzero().flatten()
+        self.targets = dict(z_forget=z_forget, substitutes=subs, z_keep=pool.z[keep], keep_images=pool.images[keep])
+        return {"pool_size": s.pool_size, "forgotten_latents": len(z_forget), "kept_latents": len(keep)}
+
+    def focus_on_relevant_units(self, z_forget: torch.Tensor) -> None:
+        """Restrict generator updates to the channels most relevant to the forgotten content: relevance of
+        each hidden ConvTranspose layer's channels for the forgotten content's score (the oracle's logit of
+        the class, or the negative feature distance to the forgotten items), over the forgotten latents."""
+        layers = [m for m in self.G.modules() if isinstance(m, torch.nn.ConvTranspose2d)][:-1]
+        if self.request.kind == "class":
+            scorer = torch.nn.Sequential(self.G0, self.oracle)
+            target = lambda out: out[:, self.request.class_id]  # noqa: E731
+        else:
+            centre = batched(self.feature_fn, self.forget_images, 1000, self.device).mean(0).to(self.device)
+            scorer = torch.nn.Sequential(self.G0, _Features(self.feature_fn))
+            target = lambda f: -(f - centre).norm(dim=1)  # noqa: E731
+        g0_layers = [m for m in self.G0.modules() if isinstance(m, torch.nn.ConvTranspose2d)][:-1]
+        masks = []
+        for layer, layer0 in zip(layers, g0_layers):
+            rel = unit_relevance(scorer, layer0, z_forget.to(self.device), target, at="output")
+            k = max(1, int(round(self.config.cascade.focus_fraction * len(rel))))
+            mask = torch.zeros(len(rel), device=self.device)
+            mask[rel.topk(k).indices] = 1.0
+            masks.append(mask)
+            layer.weight.register_hook(lambda g, m=mask: g * m.view(1, -1, 1, 1))
+        for module, mask in zip(_following_batchnorms(self.G, layers), masks):
+            module.weight.register_hook(lambda g, m=mask: g * m)
+            module.bias.register_hook(lambda g, m=mask: g * m)
+
+    def discriminator_batch(self) -> dict:
+        batch = super().discriminator_batch()
+        batch["forgotten"] = self._images(self.forget_idx[self._pick(len(self.forget_idx),
+                                                                     self.config.cascade.forget_batch)])
+        return batch
+
+    def discriminator_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
+        """Real retained images -> 1, generated -> 0, forgotten images -> fake (the fake-label criterion)."""
+        loss = super().discriminator_loss(batch, fake)
+        k = self.config.cascade
+        if k.lambda_u > 0:
+            loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
+        return loss
+
+    def generator_loss(self, z_fresh: torch.Tensor) -> torch.Tensor:
+        """Adversarial loss on fresh latents + substitution (and the fake label) on forgotten latents +
+        preservation of retained latents' original outputs."""
+        k, t = self.config.cascade, self.targets
+        dist = DISTANCE_FUNCTIONS[k.distance]
+        use_sub = t["substitutes"] is not None and k.lambda_sub > 0
+        keep_pool = k.lambda_keep > 0 and not k.keep_fresh and len(t["z_keep"]) > 0
+        batch_size = self.config.training.batch_size
+        parts = [z_fresh]
+        if use_sub:
+            i_sub = self._pick(len(t["z_forget"]), batch_size)
+            parts.append(t["z_forget"][i_sub].to(self.device))
+        if keep_pool:
+            i_keep = self._pick(len(t["z_keep"]), batch_size)
+            parts.append(t["z_keep"][i_keep].to(self.device))
+        chunks = list(self.G(torch.cat(parts)).float().split([len(p) for p in parts]))  # one pass (eval-mode BN)
+        fresh = chunks.pop(0)
+        loss = self.config.training.lambda_adv * bce(self.D(fresh), 1.0)
+        if k.lambda_keep > 0 and k.keep_fresh:
+            loss = loss + k.lambda_keep * self.fresh_preservation_loss(z_fresh, fresh, dist)
+        if use_sub:
+            out = chunks.pop(0)
+            loss = loss + k.lambda_sub * dist(out, t["substitutes"][i_sub].to(self.device))
+            if k.lambda_adv_forget > 0:  # forgotten latents must also pass the D that calls forgotten content fake
+                loss = loss + k.lambda_adv_forget * bce(self.D(out), 1.0)
+        if keep_pool:
+            loss = loss + k.lambda_keep * dist(chunks.pop(0), t["keep_images"][i_keep].to(self.device))
+        return loss
+
+    def fresh_preservation_loss(self, z_fresh, out_fresh, dist):
+        """Distance to the original generator's output on the fresh latents that show retained content
+        (for a class request, those the oracle does not assign to the class)."""
+        with torch.no_grad():
+            reference = self.G0(z_fresh).float()
+            keep = torch.ones(len(z_fresh), dtype=torch.bool, device=reference.device)
+            if self.request.kind == "class":
+                keep = self.oracle(reference).argmax(1) != self.request.class_id
+        if not keep.any():
+            return out_fresh.sum() * 0.0
+        return dist(out_fresh[keep], reference[keep])
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _following_batchnorms(G, layers) -> list:
+    """The BatchNorm right after each of ``layers`` in the generator's sequence."""
+    mods = list(G.net)
+    return [mods[mods.index(layer) + 1] for layer in layers]
