@@ -14,18 +14,15 @@ oracle's share of that class among all of a generator's draws is reported, which
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchlib import table, write_json
 
-from gan_unlearn.checkpoint import atomic_write, load_checkpoint, restore_model  # noqa: E402
-from gan_unlearn.data import ImageDataset, load_dataset  # noqa: E402
-from gan_unlearn.workflows.downstream import downstream_accuracy, per_class_synthetic  # noqa: E402
+from gan_unlearn.checkpoint import load_checkpoint, restore_model
+from gan_unlearn.data import ImageDataset, load_dataset
+from gan_unlearn.workflows.downstream import downstream_accuracy, per_class_synthetic
 
 
 def concat(a: ImageDataset, b: ImageDataset) -> ImageDataset:
@@ -75,14 +72,12 @@ def main() -> None:
     result = {"command": " ".join(sys.argv), "dataset": name, "forget_class": c, "test": "real test split, retained classes",
               "real_per_class": args.real_per_class, "synthetic_per_class": args.per_class, "epochs": args.epochs,
               "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
-    print("| training data | images | test accuracy (retained classes) | forgotten-class share of draws |")
-    print("|---|---|---|---|")
-    for label, r in rows.items():
-        share = f"{100 * r['forgotten_class_share_of_draws']:.2f}%" if "forgotten_class_share_of_draws" in r else "-"
-        data = "real only" if label == "real only" else f"real + {label} synthetic"
-        print(f"| {data} | {r['train_images']} | {100 * r['accuracy']:.2f}% | {share} |")
+    write_json(args.out, result)
+    print(table(["training data", "images", "test accuracy (retained classes)", "forgotten-class share of draws"],
+                [["real only" if label == "real only" else f"real + {label} synthetic", r["train_images"],
+                  f"{100 * r['accuracy']:.2f}%",
+                  f"{100 * r['forgotten_class_share_of_draws']:.2f}%" if "forgotten_class_share_of_draws" in r else "-"]
+                 for label, r in rows.items()]))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ only. Writes JSON (--out) and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -20,13 +19,11 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchlib import table, write_json
 
-from gan_unlearn.checkpoint import atomic_write  # noqa: E402
-from gan_unlearn.data import load_dataset  # noqa: E402
-from metrics.extractors import InceptionFeatures, fid_inception_skeleton  # noqa: E402
-from metrics.frechet import frechet_distance, stats_of  # noqa: E402
+from gan_unlearn.data import load_dataset
+from metrics.extractors import InceptionFeatures, fid_inception_skeleton
+from metrics.frechet import frechet_distance, stats_of
 
 SETTINGS = {"fp32": dict(precision="fp32", channels_last=False),
             "fp32+channels_last": dict(precision="fp32", channels_last=True),
@@ -95,13 +92,10 @@ def main() -> None:
     result = {"command": " ".join(sys.argv), "weights": "real" if args.inception_weights else "stand-in (random, seeded, BatchNorm calibrated on 64 other test images)",
               "images_per_set": n, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
               "input": "CIFAR-10 subset test images 32x32 (resized to 299 by pytorch-fid)", "settings": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
-    print("| setting | images/s | speedup | FID | FID change vs fp32 |")
-    print("|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['images_per_second']:.1f} | {r['speedup']:.2f}x | {r['fid']:.3f} | "
-              f"{100 * r['fid_relative_change']:+.2f}% |")
+    write_json(args.out, result)
+    print(table(["setting", "images/s", "speedup", "FID", "FID change vs fp32"],
+                [[name, f"{r['images_per_second']:.1f}", f"{r['speedup']:.2f}x", f"{r['fid']:.3f}",
+                  f"{100 * r['fid_relative_change']:+.2f}%"] for name, r in rows.items()]))
 
 
 if __name__ == "__main__":

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from gan_unlearn.checkpoint import atomic_write, load_checkpoint  # noqa: E402
-from gan_unlearn.data import load_dataset  # noqa: E402
-from gan_unlearn.forget import ForgetRequest  # noqa: E402
-from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table  # noqa: E402
-from trainers.unlearning import UnlearnConfig  # noqa: E402
-from gan_unlearn.workflows.unlearning import file_sha256, retrain_checkpoint, unlearn_checkpoint  # noqa: E402
-from trainers.classifier import ClassifierConfig, train_classifier  # noqa: E402
-from trainers.gan import GANConfig, train_gan  # noqa: E402
+from gan_unlearn.checkpoint import atomic_write, file_sha256, load_checkpoint
+from gan_unlearn.data import load_dataset
+from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
+from gan_unlearn.workflows.unlearning import retrain_checkpoint, unlearn_checkpoint
+from trainers.classifier import ClassifierConfig, train_classifier
+from trainers.gan import GANConfig, train_gan
+from trainers.unlearning import UnlearnConfig
 
 
 def log(msg: str) -> None:
@@ -122,6 +118,18 @@ def random_items(gan: Path, data_root, count: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
 
 
+def write_json(path: str | Path, result: dict) -> None:
+    """A benchmark's JSON result, written atomically (its folder made if needed)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(json.dumps(result, indent=2, default=str).encode()))
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    """A markdown table: what every benchmark prints and the README shows."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
 def write_results(out: Path, results: dict, markdown: str) -> None:
-    atomic_write(out / "results.json", lambda f: f.write(json.dumps(results, indent=2, default=str).encode()))
+    write_json(out / "results.json", results)
     atomic_write(out / "results.md", lambda f: f.write(markdown.encode()))

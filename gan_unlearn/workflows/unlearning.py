@@ -5,7 +5,6 @@ forgotten images or indices."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 
