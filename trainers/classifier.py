@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
-from gan_unlearn.checkpoint import dataset_record, model_entry, package_versions
 from gan_unlearn.data import ImageDataset
 from gan_unlearn.models import Classifier
-from gan_unlearn.runtime import autocast, check_precision, seed_everything
+from gan_unlearn.runtime import autocast
 
 from .loop import ResumableTrainer
 
@@ -23,7 +21,7 @@ class ClassifierConfig:
     lr: float = 1e-3
     hidden: int = 512
     dropout: float = 0.25
-    precision: str = "fp32"
+    precision: str = "fp32"  # or auto / bf16, see gan_unlearn.runtime.PRECISIONS
     seed: int = 0
 
 
@@ -56,32 +54,30 @@ def accuracy(model, dataset: ImageDataset, device, classes=None) -> float:
 
 class ClassifierTrainer(ResumableTrainer):
     kind = "classifier"
+    event = "train-classifier"
 
-    def __init__(self, dataset: ImageDataset, config: ClassifierConfig, device: torch.device, out, *,
+    def __init__(self, dataset: ImageDataset, config: ClassifierConfig, device, out, *,
                  test_set: ImageDataset | None = None, checkpoint_every: int = 500, show_progress: bool = True,
                  provenance: dict | None = None):
-        super().__init__(num_items=len(dataset), batch_size=config.batch_size, epochs=config.epochs,
-                         seed=config.seed, out=out, checkpoint_every=checkpoint_every, show_progress=show_progress)
-        check_precision(config.precision)
-        self.dataset, self.config, self.device, self.test_set = dataset, config, device, test_set
-        self.provenance = provenance or {}
-        seed_everything(config.seed)
+        super().__init__(dataset, config, device, out, checkpoint_every=checkpoint_every,
+                         show_progress=show_progress, provenance=provenance)
+        self.test_set = test_set
         c, h, _ = dataset.image_shape
-        self.model = Classifier(h, c, dataset.num_classes, hidden=config.hidden, dropout=config.dropout).to(device)
+        self.model = Classifier(h, c, dataset.num_classes, hidden=config.hidden, dropout=config.dropout).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.model_train = self.parallel(self.model)
 
-    def config_record(self) -> dict:
-        return {**asdict(self.config), "dataset_hash": self.dataset.content_hash()[:16]}
+    def networks(self) -> dict:
+        return {"classifier": self.model}
 
     def train_step(self, indices: torch.Tensor) -> dict:
-        x = self.dataset.batch(indices, self.device)
-        y = self.dataset.labels[indices].to(self.device)
-        with autocast(self.device, self.config.precision):
-            loss = F.cross_entropy(self.model(x).float(), y)
+        x, y = self.batch(indices)
+        with autocast(self.device, self.precision):
+            loss = F.cross_entropy(self.model_train(x).float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def training_state(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
@@ -95,27 +91,15 @@ class ClassifierTrainer(ResumableTrainer):
             return {}
         return {"test_accuracy": round(accuracy(self.model, self.test_set, self.device), 5)}
 
-    def final_checkpoint(self) -> dict:
-        metrics = {"steps": self.global_step}
-        if self.test_set is not None:
-            metrics["test_accuracy"] = self.epoch_log[-1]["test_accuracy"]
-            metrics["test_size"] = len(self.test_set)
-        return {
-            "kind": "classifier",
-            "models": {"classifier": model_entry(self.model)},
-            "dataset": dataset_record(self.dataset),
-            "config": asdict(self.config),
-            "seed": self.config.seed,
-            "versions": package_versions(),
-            "metrics": metrics,
-            "history": self.epoch_log,
-            "lineage": [{"event": "train-classifier", **self.provenance,
-                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
-        }
+    def extra_metrics(self) -> dict:
+        if self.test_set is None:
+            return {}
+        return {"test_accuracy": self.epoch_log[-1]["test_accuracy"], "test_size": len(self.test_set)}
 
 
 def train_classifier(dataset: ImageDataset, config: ClassifierConfig, device, out, *, resume: bool = False,
                      stop_after_steps: int | None = None, **kwargs) -> dict:
-    """Train the small CNN on ``dataset``, evaluate on ``test_set`` each epoch, write ``out``."""
+    """Train the small CNN on ``dataset``, evaluate on ``test_set`` each epoch, write ``out`` (rank 0 under
+    torchrun); returns the checkpoint."""
     return ClassifierTrainer(dataset, config, device, out, **kwargs).fit(resume=resume,
                                                                          stop_after_steps=stop_after_steps)

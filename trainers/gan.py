@@ -3,19 +3,17 @@ the retrained gold standard."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from gan_unlearn.checkpoint import dataset_record, model_entry, package_versions
 from gan_unlearn.data import ImageDataset
 from gan_unlearn.images import save_grid
 from gan_unlearn.models import Discriminator, Generator
-from gan_unlearn.runtime import autocast, check_precision, frozen, seed_everything, to_memory_format
+from gan_unlearn.runtime import autocast, frozen, resolve_channels_last, to_memory_format
 
+from .losses import d_loss_real_fake, g_loss_adversarial  # also imported from here by other modules
 from .loop import ResumableTrainer
 
 
@@ -30,8 +28,8 @@ class GANConfig:
     beta2: float = 0.999
     latent_dim: int = 100
     width: int = 64
-    precision: str = "bf16"
-    channels_last: bool = True
+    precision: str = "auto"  # see gan_unlearn.runtime.PRECISIONS
+    channels_last: bool | str = "auto"  # see gan_unlearn.runtime.resolve_channels_last
     seed: int = 0
 
     @classmethod
@@ -46,34 +44,27 @@ def make_optimizer(params, lr: float, beta1: float, beta2: float) -> torch.optim
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=True)
 
 
-def d_loss_real_fake(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Standard discriminator loss: real images labelled 1, generated images labelled 0."""
-    real_logits, fake_logits = D(real).float(), D(fake).float()
-    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+def gan_step(G, D, opt_g, opt_d, real, z, device, precision, *, d_for_generator: nn.Module | None = None) -> dict:
+    """One discriminator then one generator update on a batch; the same fake batch serves both.
 
-
-def g_loss_adversarial(D: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-    """Non-saturating generator loss: make D call generated images real."""
-    logits = D(fake).float()
-    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-
-
-def gan_step(G, D, opt_g, opt_d, real, z, device, precision) -> dict:
-    """One discriminator then one generator update on a batch; the same fake batch serves both."""
+    ``d_for_generator`` is the discriminator the generator step goes through when ``D`` is a data-parallel
+    wrapper: the network itself (the step needs no gradients of D's weights, so nothing to average).
+    Returns the losses as 0-dim tensors (no device sync here).
+    """
     with autocast(device, precision):
         fake = G(z)
         loss_d = d_loss_real_fake(D, real, fake.detach())
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    with frozen(D):  # the generator step needs gradients through D, not of D's weights
+    d_plain = d_for_generator if d_for_generator is not None else D
+    with frozen(d_plain):  # the generator step needs gradients through D, not of D's weights
         with autocast(device, precision):
-            loss_g = g_loss_adversarial(D, fake)
+            loss_g = g_loss_adversarial(d_plain, fake)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
     opt_g.step()
-    return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
 
 @torch.no_grad()
@@ -110,32 +101,44 @@ def recalibrate_discriminator(D: nn.Module, G: nn.Module, data: ImageDataset, de
 
 
 class GANTrainer(ResumableTrainer):
-    kind = "gan"
+    """DCGAN training; ``precision`` and ``channels_last`` may be ``auto`` (resolved for the device, the choice
+    and its reason recorded in the checkpoint's ``runtime``). Under torchrun, data-parallel (see ``loop``)."""
 
-    def __init__(self, dataset: ImageDataset, config: GANConfig, device: torch.device, out, *,
-                 checkpoint_every: int = 500, show_progress: bool = True, samples_path=None,
-                 provenance: dict | None = None):
-        super().__init__(num_items=len(dataset), batch_size=config.batch_size, epochs=config.epochs,
-                         seed=config.seed, out=out, checkpoint_every=checkpoint_every, show_progress=show_progress)
-        self.dataset, self.config, self.device = dataset, config, device
-        check_precision(config.precision)
+    kind = "gan"
+    event = "train-gan"
+
+    def __init__(self, dataset: ImageDataset, config: GANConfig, device, out, *, checkpoint_every: int = 500,
+                 show_progress: bool = True, samples_path=None, provenance: dict | None = None):
+        super().__init__(dataset, config, device, out, checkpoint_every=checkpoint_every,
+                         show_progress=show_progress, provenance=provenance)
+        self.channels_last, self.channels_last_reason = resolve_channels_last(config.channels_last, self.device,
+                                                                              self.precision)
         self.samples_path = samples_path
-        self.provenance = provenance or {}
-        seed_everything(config.seed)
         c, h, _ = dataset.image_shape
-        self.G = to_memory_format(Generator(h, c, config.latent_dim, config.width).to(device), config.channels_last)
-        self.D = to_memory_format(Discriminator(h, c, config.width).to(device), config.channels_last)
+        self.G = to_memory_format(Generator(h, c, config.latent_dim, config.width).to(self.device), self.channels_last)
+        self.D = to_memory_format(Discriminator(h, c, config.width).to(self.device), self.channels_last)
         self.opt_g = make_optimizer(self.G.parameters(), config.lr, config.beta1, config.beta2)
         self.opt_d = make_optimizer(self.D.parameters(), config.lr, config.beta1, config.beta2)
+        self.G_train, self.D_train = self.parallel(self.G), self.parallel(self.D)
         self.latent_rng = torch.Generator().manual_seed(config.seed + 1)
 
+    def networks(self) -> dict:
+        return {"generator": self.G, "discriminator": self.D}
+
     def config_record(self) -> dict:
-        return {**asdict(self.config), "dataset_hash": self.dataset.content_hash()[:16]}
+        return {**super().config_record(), "channels_last": self.channels_last}
+
+    def runtime_record(self) -> dict:
+        return {**super().runtime_record(), "channels_last": self.channels_last,
+                "channels_last_reason": self.channels_last_reason}
 
     def train_step(self, indices: torch.Tensor) -> dict:
-        real = to_memory_format(self.dataset.batch(indices, self.device), self.config.channels_last)
-        z = self.G.sample_latents(len(indices), self.latent_rng, self.device)
-        return gan_step(self.G, self.D, self.opt_g, self.opt_d, real, z, self.device, self.config.precision)
+        real, _ = self.batch(indices)
+        real = to_memory_format(real, self.channels_last)
+        # latents for the whole global batch from one stream, so N processes train on what one process would
+        z = self.G.sample_latents(len(indices), self.latent_rng)[self.shard].to(self.device)
+        return gan_step(self.G_train, self.D_train, self.opt_g, self.opt_d, real, z, self.device, self.precision,
+                        d_for_generator=self.D)
 
     def training_state(self) -> dict:
         return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
@@ -150,28 +153,16 @@ class GANTrainer(ResumableTrainer):
         self.latent_rng.set_state(state["latent_rng"])
 
     def end_of_epoch(self, epoch: int, means: dict) -> dict:
-        if self.samples_path is not None:
+        if self.samples_path is not None and self.session.is_main:
             save_grid(self.G.generate_images(64, seed=self.config.seed), self.samples_path)
         return {"elapsed": round(self.elapsed, 2)}
 
-    def final_checkpoint(self) -> dict:
+    def before_final(self) -> None:
         recalibrate_discriminator(self.D, self.G, self.dataset, self.device, seed=self.config.seed)
-        steps = self.global_step
-        return {
-            "kind": "gan",
-            "models": {"generator": model_entry(self.G), "discriminator": model_entry(self.D)},
-            "dataset": dataset_record(self.dataset),
-            "config": asdict(self.config),
-            "seed": self.config.seed,
-            "versions": package_versions(),
-            "metrics": {"steps": steps, "images_per_second": round(steps * self.config.batch_size / max(self.elapsed, 1e-9), 1)},
-            "history": self.epoch_log,
-            "lineage": [{"event": "train-gan", **self.provenance,
-                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
-        }
 
 
 def train_gan(dataset: ImageDataset, config: GANConfig, device, out, *, resume: bool = False,
               stop_after_steps: int | None = None, **kwargs) -> dict:
-    """Train a DCGAN on ``dataset`` and write its checkpoint to ``out``; returns the checkpoint."""
+    """Train a DCGAN on ``dataset`` and write its checkpoint to ``out`` (rank 0 under torchrun); returns the
+    checkpoint."""
     return GANTrainer(dataset, config, device, out, **kwargs).fit(resume=resume, stop_after_steps=stop_after_steps)

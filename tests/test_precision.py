@@ -1,0 +1,94 @@
+"""``auto`` precision: bf16 only where the hardware runs it natively, fp32 otherwise; recorded in checkpoints.
+
+The CPU capability probe is mocked for both outcomes, so these tests mean the same on any machine."""
+
+import pytest
+import torch
+
+from gan_unlearn import runtime
+from gan_unlearn.checkpoint import load_checkpoint
+from gan_unlearn.data import load_dataset
+from gan_unlearn.errors import UserError
+from trainers.gan import GANConfig, train_gan
+
+AVX2_ONLY = {"model": "AMD EPYC 7B12", "architecture": "x86_64", "avx2": True, "avx512_f": False,
+             "avx512_bf16": False, "amx_tile": False, "amx_bf16": False, "bf16": False, "sve_bf16": False}
+
+
+def with_features(**features) -> dict:
+    return {**AVX2_ONLY, "model": "Test CPU", **features}
+
+
+@pytest.mark.parametrize("caps, expected", [
+    (AVX2_ONLY, "fp32"),
+    (with_features(avx512_f=True), "fp32"),  # AVX-512 without its bf16 extension still emulates bf16
+    (with_features(avx512_f=True, avx512_bf16=True), "bf16"),
+    (with_features(amx_tile=True, amx_bf16=True), "bf16"),
+    (with_features(architecture="aarch64", avx2=False, bf16=True), "bf16"),
+])
+def test_auto_on_cpu_follows_native_bf16(monkeypatch, caps, expected):
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: caps)
+    precision, reason = runtime.resolve_precision("auto", "cpu")
+    assert precision == expected
+    assert reason.startswith("auto:") and caps["model"] in reason
+    assert ("no native bf16" in reason) == (expected == "fp32")
+
+
+@pytest.mark.parametrize("supported, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_on_cuda_follows_the_gpu(monkeypatch, supported, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Test GPU")
+    assert runtime.resolve_precision("auto", torch.device("cuda", 0))[0] == expected
+
+
+@pytest.mark.parametrize("explicit", ["fp32", "bf16"])
+def test_explicit_choices_are_kept_whatever_the_cpu(monkeypatch, explicit):
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: AVX2_ONLY)
+    assert runtime.resolve_precision(explicit, "cpu") == (explicit, f"{explicit} requested")
+
+
+def test_unknown_precision_is_a_user_error():
+    with pytest.raises(UserError, match="auto, fp32, bf16"):
+        runtime.resolve_precision("fp16", "cpu")
+
+
+def test_every_precision_has_a_help_text():
+    assert list(runtime.PRECISIONS) == ["auto", "fp32", "bf16"]
+    assert all(isinstance(text, str) and text for text in runtime.PRECISIONS.values())
+
+
+def test_the_real_probe_reports_the_features_it_names():
+    caps = runtime.cpu_capabilities()
+    assert set(runtime.CPU_FEATURES) <= set(caps) and caps["model"]
+    assert all(isinstance(caps[name], bool) for name in runtime.CPU_FEATURES)
+
+
+def test_autocast_resolves_auto(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: AVX2_ONLY)
+    with runtime.autocast(torch.device("cpu"), "auto"):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: with_features(avx512_bf16=True))
+    with runtime.autocast(torch.device("cpu"), "auto"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+@pytest.mark.parametrize("value, precision, expected", [
+    ("auto", "bf16", True), ("auto", "fp32", False), (True, "fp32", True), (False, "bf16", False)])
+def test_channels_last_auto_on_cpu(value, precision, expected):
+    chosen, reason = runtime.resolve_channels_last(value, "cpu", precision)
+    assert chosen is expected and reason
+
+
+@pytest.mark.parametrize("caps, expected", [(AVX2_ONLY, "fp32"), (with_features(avx512_bf16=True), "bf16")])
+def test_the_gan_checkpoint_records_the_choice_and_its_reason(monkeypatch, tmp_path, data_root, caps, expected):
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: caps)
+    data = load_dataset("mnist[:64]", "train", data_root)
+    train_gan(data, GANConfig(epochs=1, batch_size=32, width=4), torch.device("cpu"), tmp_path / "g.pt",
+              show_progress=False)
+    ckpt = load_checkpoint(tmp_path / "g.pt", kind="gan")
+    assert ckpt["config"]["precision"] == "auto"  # the recipe: a retrain decides again on its own machine
+    run = ckpt["runtime"]
+    assert run["precision"] == expected and run["precision_requested"] == "auto"
+    assert run["precision_reason"] == runtime.resolve_precision("auto", "cpu")[1]
+    assert run["channels_last"] is (expected == "bf16") and run["channels_last_reason"].startswith("auto:")
+    assert run["processes"] == 1 and run["cpu"]["model"] == caps["model"]
