@@ -36,17 +36,40 @@ def class_membership_auc(model, train_of_class: ImageDataset, test_of_class: Ima
     return auc(true_label_confidence(model, train_of_class, device), true_label_confidence(model, test_of_class, device))
 
 
-def classifier_report(model, class_id: int, train: ImageDataset, test: ImageDataset, device="cpu") -> dict:
-    """Accuracies (train and test, forgotten class and the rest) and the class membership AUC.
+def classifier_report(model, class_id: int, train: ImageDataset, test: ImageDataset, device="cpu", *,
+                      original=None, seed: int = 0, fr_attack=None) -> dict:
+    """Accuracies (train and test, forgotten class and the rest), the class membership AUC, and with
+    ``original`` (the model before unlearning) the papers' Fr and Fs attacks (``metrics.attacks``).
 
     ``train`` may be a sample of the training set; ``test`` should exclude any proxy images a zero-shot
-    method looked at.
+    method looked at. The class's images in ``train`` are the members, those in ``test`` the non-members.
     """
     tr, te = class_accuracies(model, train, class_id, device), class_accuracies(model, test, class_id, device)
     members = train.subset((train.labels == class_id).nonzero().flatten())
     non_members = test.subset((test.labels == class_id).nonzero().flatten())
-    return {"acc_forget_train": tr["forget"], "acc_rest_train": tr["rest"], "acc_forget_test": te["forget"],
-            "acc_rest_test": te["rest"], "mia_auc": class_membership_auc(model, members, non_members, device)}
+    out = {"acc_forget_train": tr["forget"], "acc_rest_train": tr["rest"], "acc_forget_test": te["forget"],
+           "acc_rest_test": te["rest"], "mia_auc": class_membership_auc(model, members, non_members, device)}
+    if original is not None or fr_attack is not None:
+        from .attacks import membership_report
+
+        out.update(membership_report(original, model, members, non_members, device, seed, fr_attack))
+    return out
+
+
+def instance_report(model, data, num_instances: int, test: ImageDataset, device="cpu") -> dict:
+    """Instance-wise forgetting (L2UL): accuracy on the forgotten instances (the first ``num_instances`` of
+    ``data.forget_train``), on the rest of their class's training images, on the class's test images, and
+    on the other classes' test images."""
+    from trainers.classifier import predict
+
+    c = data.class_id
+    pred = predict(model, data.forget_train.images, device).argmax(1)
+    hit = pred == c
+    mask = test.labels == c
+    te = predict(model, test.images, device).argmax(1) == test.labels
+    return {"acc_instances": hit[:num_instances].float().mean().item(),
+            "acc_class_rest_train": hit[num_instances:].float().mean().item(),
+            "acc_class_test": te[mask].float().mean().item(), "acc_other_test": te[~mask].float().mean().item()}
 
 
 def forgetting_rate(acc_before: float, acc_after: float) -> float:

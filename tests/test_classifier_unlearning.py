@@ -14,9 +14,9 @@ from trainers.classifier_unlearning import METHODS, forget_data, get_method, pat
 from .test_cli import assert_clean_failure, listing, run
 
 STRONG = {  # settings that bite on a 128-unit model trained on 6,000 images
-    "path-perturbation": {"top_k": 10, "top_h": 24},
-    "path-gaussian": {"top_k": 10, "top_h": 32, "scale": 15.0},
-    "path-laplace": {"top_k": 10, "top_h": 32, "scale": 15.0},
+    "path-perturbation": {"top_k": 10, "top_h": 24, "auto_h": False},
+    "path-gaussian": {"top_k": 10, "top_h": 32},  # absolute N(0, 1), as in LRA-NPP
+    "path-laplace": {"top_k": 10, "top_h": 32},
     "jit": {"num_samples": 256, "lr": 0.05},
     "topk": {"k_percent": 2.0, "sigma": 0.3},
     "randomk": {"k_percent": 20.0, "sigma": 0.3},
@@ -35,7 +35,7 @@ def test_every_registered_method_has_strong_test_settings():
     assert set(STRONG) == set(METHODS)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if not METHODS[n].instance_wise))
 def test_method_lowers_forgotten_class_accuracy(name, tiny):
     model, data, test = tiny
     before = class_accuracies(model, test, 3)
@@ -55,6 +55,101 @@ def test_path_perturbation_keeps_other_classes(tiny):
     after = class_accuracies(get_method("path-perturbation", **STRONG["path-perturbation"]).apply(model, data, "cpu"),
                              test, 3)
     assert after["forget"] < 0.25 and after["rest"] > 0.9 * before["rest"]
+
+
+def test_auto_h_grows_the_cut_until_the_proxies_are_forgotten(tiny):
+    """With a deliberately small H the fixed rule leaves the class recognised; the per-class rule adds units
+    of the same relevance ranking until no proxy is predicted as the class, and the held-out test images of
+    the class follow the proxies down."""
+    model, data, test = tiny
+    from gan_unlearn.data import to_float
+
+    proxies = to_float(data.proxy.images[:36])
+    fixed = get_method("path-perturbation", top_k=10, top_h=4, auto_h=False)
+    fixed_model = fixed.apply(model, data, "cpu")
+    auto = get_method("path-perturbation", top_k=10, top_h=4, h_step=4)
+    auto_model = auto.apply(model, data, "cpu")
+    with torch.no_grad():
+        assert (fixed_model(proxies).argmax(1) == 3).float().mean() > 0.5
+        assert (auto_model(proxies).argmax(1) == 3).float().mean() == 0
+    assert fixed.top_h_used == 4 and auto.top_h_used > 4 and len(auto.units) == auto.top_h_used
+    assert auto.units[:4].tolist() == fixed.units.tolist()  # the same ranking, cut deeper
+    held_out = test.subset(torch.tensor([i for i in range(len(test)) if i not in set(data.proxy_test_index[:36].tolist())]))
+    after = class_accuracies(auto_model, held_out, 3)
+    fixed_after = class_accuracies(fixed_model, held_out, 3)
+    assert after["forget"] < 0.1 < fixed_after["forget"], (after, fixed_after)
+    assert after["rest"] > 0.7  # measured 0.77 on this 128-unit model (36 of 128 units cut), 0.92 before
+
+
+def test_absolute_path_noise_destroys_what_relative_noise_leaves(tiny):
+    """LRA-NPP's baselines add N(0, 1) / Laplace(0, 1) to the path weights (of order 0.05 here): the class
+    and the rest both suffer; the relative option (std of the weights) barely changes anything."""
+    model, data, test = tiny
+    before = class_accuracies(model, test, 3)
+    for name in ("path-gaussian", "path-laplace"):
+        absolute = class_accuracies(get_method(name, top_k=10, top_h=32).apply(model, data, "cpu"), test, 3)
+        relative = class_accuracies(get_method(name, top_k=10, top_h=32, relative=True).apply(model, data, "cpu"), test, 3)
+        assert relative["forget"] > before["forget"] - 0.1 and relative["rest"] > before["rest"] - 0.05, (name, relative)
+        assert absolute["rest"] < before["rest"] - 0.05, (name, absolute)
+
+
+def test_per_sample_sensitivity_matches_a_loop_over_samples(tiny):
+    model, data, _ = tiny
+    from gan_unlearn.data import to_float
+    from trainers.classifier_unlearning import per_sample_sensitivity
+
+    x = to_float(data.forget_train.images[:7])
+    fast = per_sample_sensitivity(model, x, 3, chunk=3)
+    weights = [q for q in model.parameters() if q.ndim > 1]
+    ref = [torch.zeros_like(q) for q in weights]
+    for xi in x:
+        grads = torch.autograd.grad(model(xi[None])[0, 3], weights)
+        for r, g in zip(ref, grads):
+            r += g.abs()
+    for f, r in zip(fast, ref):
+        assert torch.allclose(f, r, rtol=1e-4, atol=1e-6)
+    # the mean-logit gradient lets per-sample gradients cancel: it is never larger, and smaller somewhere
+    mean_grad = torch.autograd.grad(model(x)[:, 3].sum(), weights)
+    assert all((m.abs() <= f * (1 + 1e-4) + 1e-6).all() for m, f in zip(mean_grad, fast))
+    assert any((m.abs() < f - 1e-4).any() for m, f in zip(mean_grad, fast))
+
+
+def test_repair_fine_tune_restores_the_rest(tiny):
+    model, data, test = tiny
+    noisy = class_accuracies(get_method("randomk", k_percent=30, sigma=0.3).apply(model, data, "cpu"), test, 3)
+    repaired = class_accuracies(get_method("randomk", k_percent=30, sigma=0.3, repair_steps=30, repair_lr=1e-3)
+                                .apply(model, data, "cpu"), test, 3)
+    assert repaired["rest"] > noisy["rest"] + 0.05, (noisy, repaired)
+
+
+def test_l2ul_forgets_its_instances_and_keeps_other_classes(tiny):
+    model, data, test = tiny
+    from metrics.classifier_metrics import instance_report
+
+    method = get_method("l2ul", num_instances=8, max_steps=50)
+    new = method.apply(model, data, "cpu")
+    before, after = instance_report(model, data, 8, test), instance_report(new, data, 8, test)
+    assert before["acc_instances"] == 1.0 and after["acc_instances"] == 0.0, (before, after)
+    assert after["acc_other_test"] > before["acc_other_test"] - 0.05, (before, after)
+    assert 0 < method.steps < 50 and 0 < method.adv_kept <= 1
+    # measured: the rest of the class does NOT survive on MNIST (its accuracy falls with the instances);
+    # the benchmark's instance-wise table reports it
+
+
+def test_l2ul_adversarial_examples_are_made_once_from_the_original(tiny):
+    model, data, _ = tiny
+    from gan_unlearn.data import to_float
+    from trainers.classifier_unlearning import adversarial_anchors
+
+    x = to_float(data.forget_train.images[:5])
+    y = data.forget_train.labels[:5]
+    x_adv, y_adv = adversarial_anchors(model, x, y, 4, 6.0, 20, torch.Generator().manual_seed(0))
+    assert 0 < len(x_adv) <= 20 and (y_adv != 3).all()  # targets are other classes
+    with torch.no_grad():
+        assert torch.equal(model(x_adv).argmax(1), y_adv)  # kept only where the attack reached its target
+    # each kept example lies within eps of one of the forget instances
+    dist = torch.cdist(x_adv.flatten(1), x.flatten(1)).min(1).values
+    assert (dist <= 6.0 + 1e-3).all() and x_adv.min() >= -1 and x_adv.max() <= 1
 
 
 def test_path_units_are_the_class_relevant_ones(tiny):
@@ -79,6 +174,9 @@ def test_checkpoint_round_trip_leaves_the_original_untouched(tmp_path, tiny_orac
     assert s["eval_test_size"] == 10000 - 36  # the proxies are not scored
     ckpt = load_checkpoint(out, kind="classifier")
     assert ckpt["unlearning"]["method"] == "path-perturbation" and ckpt["unlearning"]["zero_shot"]
+    for when in ("before", "after"):  # the papers' attacks are in the summary
+        assert {"fr", "fs_accuracy", "fs_gap"} <= set(s[when])
+        assert 0 <= s[when]["fr"] <= 1 and 0 <= s[when]["fs_gap"] <= 0.5
 
 
 def test_cli_unlearn_classifier_and_bad_input(tmp_path, tiny_oracle_ckpt, data_root, tiny_gan_ckpt, cifar_npz):
@@ -93,7 +191,7 @@ def test_cli_unlearn_classifier_and_bad_input(tmp_path, tiny_oracle_ckpt, data_r
                              "--data-root", data_root, "--out", tmp_path / "x.pt"), "class 10 is out of range")
     assert_clean_failure(run("unlearn-classifier", "--model", tiny_oracle_ckpt, "--forget-class", 1,
                              "--set", "bogus=2", "--data-root", data_root, "--out", tmp_path / "x.pt"),
-                         "has no parameter(s) bogus")
+                         "bogus")
     assert_clean_failure(run("unlearn-classifier", "--model", tiny_oracle_ckpt, "--forget-class", 1,
                              "--dataset", cifar_npz, "--data-root", data_root, "--out", tmp_path / "x.pt"),
                          "was trained on mnist")

@@ -27,6 +27,7 @@ class ForgetData:
     forget_train: ImageDataset  # training images of the class (non-zero-shot methods)
     proxy: ImageDataset  # test-split images of the class, never trained on (zero-shot methods)
     proxy_test_index: torch.Tensor  # where each proxy image sits in the test split
+    retain: ImageDataset | None = None  # training images of the other classes (repair fine-tunes only)
 
 
 class ClassifierUnlearningMethod:
@@ -34,6 +35,7 @@ class ClassifierUnlearningMethod:
 
     name = "base"
     zero_shot = False
+    instance_wise = False  # forgets some training images of the class, not the class
     defaults: dict = {}
 
     def __init__(self, seed: int = 0, **params):
@@ -71,11 +73,19 @@ def path_units(model, proxy_images: torch.Tensor, top_k: int, top_h: int, epsilo
 
 
 class PathPerturbation(ClassifierUnlearningMethod):
-    """Zero-shot: zero the incoming weights of the class's top-H path units and their weights to the class."""
+    """Zero-shot: zero the incoming weights of the class's top-H path units and their weights to the class.
+
+    ``auto_h`` (default on) picks H per class from the proxies themselves: starting at ``top_h``, it adds the
+    next ``h_step`` units of the same relevance ranking until at most ``proxy_target`` of the proxy samples
+    are still predicted as the class, or ``max_h`` units are cut. A fixed K/H leaves some MNIST classes
+    at 10-20% accuracy (their relevance is spread over more units); the rule sees only the proxies a
+    zero-shot method already has, and the proxies are excluded from every evaluation.
+    """
 
     name = "path-perturbation"
     zero_shot = True
-    defaults = {"num_proxy": 36, "top_k": 50, "top_h": 80, "epsilon": 0.1}
+    defaults = {"num_proxy": 36, "top_k": 50, "top_h": 80, "epsilon": 0.1, "auto_h": True, "proxy_target": 0.0,
+                "h_step": 16, "max_h": 256}
 
     def perturb(self, weights: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(weights)
@@ -87,31 +97,54 @@ class PathPerturbation(ClassifierUnlearningMethod):
             raise UserError(f"no proxy samples of class {data.class_id} in the test split")
         from gan_unlearn.data import to_float
 
-        units = path_units(model, to_float(proxy), p["top_k"], p["top_h"], p["epsilon"], device).to(device)
-        with torch.no_grad():
-            model.fc.weight[units] = self.perturb(model.fc.weight[units])
-            model.head.weight[data.class_id, units] = self.perturb(model.head.weight[data.class_id, units])
+        x = to_float(proxy).to(device)
+        hidden = model.head.in_features
+        ranking = path_units(model, x, p["top_k"], hidden, p["epsilon"], device).to(device)  # all units, ranked
+        h = min(p["top_h"], hidden)
+        fc_w, head_w = model.fc.weight.detach().clone(), model.head.weight[data.class_id].detach().clone()
+        while True:
+            units = ranking[:h]
+            with torch.no_grad():
+                model.fc.weight.copy_(fc_w)
+                model.head.weight[data.class_id] = head_w
+                model.fc.weight[units] = self.perturb(fc_w[units])
+                model.head.weight[data.class_id, units] = self.perturb(head_w[units])
+            if not p["auto_h"] or h >= min(p["max_h"], hidden):
+                break
+            with torch.no_grad():
+                still = (model(x).argmax(1) == data.class_id).float().mean().item()
+            if still <= p["proxy_target"]:
+                break
+            h = min(h + p["h_step"], p["max_h"], hidden)
         self.units = units.cpu()
+        self.top_h_used = h
 
 
 class PathGaussian(PathPerturbation):
-    """Baseline: Gaussian noise (std = scale x the weights' std) on the same path weights instead of zeros."""
+    """Baseline (LRA-NPP): N(0, scale^2) noise added to the same path weights instead of zeroing them; with
+    ``relative`` the std is scale x the weights' std instead (a much milder perturbation). H is the method's
+    fixed ``top_h``: the baselines take the same units as path perturbation's defaults."""
 
     name = "path-gaussian"
-    defaults = {**PathPerturbation.defaults, "scale": 1.0}
+    defaults = {**PathPerturbation.defaults, "auto_h": False, "scale": 1.0, "relative": False}
 
     def perturb(self, weights):
-        return weights + torch.randn_like(weights) * self.params["scale"] * weights.std()
+        std = self.params["scale"] * (weights.std() if self.params["relative"] else 1.0)
+        return weights + torch.randn_like(weights) * std
 
 
 class PathLaplace(PathPerturbation):
-    """Baseline: Laplace noise (same standard deviation as path-gaussian) on the same path weights."""
+    """Baseline (LRA-NPP): Laplace(0, scale) noise on the same path weights; with ``relative``, Laplace noise
+    with the standard deviation of path-gaussian's relative noise."""
 
     name = "path-laplace"
-    defaults = {**PathPerturbation.defaults, "scale": 1.0}
+    defaults = {**PathPerturbation.defaults, "auto_h": False, "scale": 1.0, "relative": False}
 
     def perturb(self, weights):
-        b = self.params["scale"] * weights.std() / math.sqrt(2)
+        if self.params["relative"]:
+            b = self.params["scale"] * weights.std() / math.sqrt(2)
+        else:
+            b = torch.tensor(float(self.params["scale"]))
         return weights + torch.distributions.Laplace(0.0, b.clamp_min(1e-12)).sample(weights.shape).to(weights)
 
 
@@ -148,12 +181,55 @@ class JiT(ClassifierUnlearningMethod):
 
 
 # --- Top-K / Random-k parameter perturbation ---------------------------------------------------------------
+def per_sample_sensitivity(model, x: torch.Tensor, class_id: int, chunk: int = 32) -> list[torch.Tensor]:
+    """Sum over samples of |d logit_c(x_i) / d w| for every weight tensor (ndim > 1), from per-sample
+    gradients: the gradient of the mean logit lets samples' gradients of opposite sign cancel."""
+    from torch.func import functional_call, grad, vmap
+
+    names = [n for n, q in model.named_parameters() if q.ndim > 1]
+    params = {n: q.detach() for n, q in model.named_parameters()}
+
+    def logit(weights, xi):
+        return functional_call(model, {**params, **weights}, (xi[None],))[0, class_id]
+
+    per_sample = vmap(grad(logit), in_dims=(None, 0))
+    total = {n: torch.zeros_like(params[n]) for n in names}
+    was = model.training
+    model.eval()
+    for i in range(0, len(x), chunk):
+        g = per_sample({n: params[n] for n in names}, x[i:i + chunk])
+        for n in names:
+            total[n] += g[n].abs().sum(0)
+    model.train(was)
+    return [total[n] for n in names]
+
+
+def repair(model, retain: ImageDataset, steps: int, lr: float, batch_size: int, device) -> None:
+    """A short fine-tune on retained data (the other classes' training images), eval-mode BatchNorm-free
+    model in train mode for dropout, Adam."""
+    from gan_unlearn.data import to_float
+
+    if retain is None or len(retain) == 0:
+        raise UserError("repair_steps > 0 needs the retained classes' training data")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(len(retain), (batch_size,))
+        loss = F.cross_entropy(model(to_float(retain.images[idx].to(device))), retain.labels[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 class TopK(ClassifierUnlearningMethod):
-    """Gaussian noise (std sigma) on the k% of weights most sensitive to the forget data (|d logit_c / dw|
-    on the class's training images)."""
+    """Gaussian noise (std sigma) on the k% of weights most sensitive to the forget data (Zuo et al.):
+    sensitivity = sum over the class's training images of |d logit_c / dw| (per-sample gradients), then an
+    optional short repair fine-tune on retained data (``repair_steps`` > 0)."""
 
     name = "topk"
-    defaults = {"k_percent": 1.0, "sigma": 0.1, "num_samples": 512}
+    defaults = {"k_percent": 1.0, "sigma": 0.1, "num_samples": 256, "repair_steps": 0, "repair_lr": 1e-4,
+                "repair_batch_size": 128}
 
     def select(self, model, data, device, flat_sensitivity: torch.Tensor, count: int) -> torch.Tensor:
         return flat_sensitivity.topk(count).indices
@@ -162,11 +238,11 @@ class TopK(ClassifierUnlearningMethod):
         p = self.params
         from gan_unlearn.data import to_float
 
+        if not 0 < p["k_percent"] <= 100:
+            raise UserError(f"k_percent must be in (0, 100], not {p['k_percent']}")
         x = to_float(data.forget_train.images[: p["num_samples"]].to(device))
         params = [q for q in model.parameters() if q.ndim > 1]  # weights, not biases
-        model.zero_grad(set_to_none=True)
-        model(x)[:, data.class_id].mean().backward()  # sensitivity of the class's logit on its forget data
-        sens = torch.cat([q.grad.abs().flatten() for q in params])
+        sens = torch.cat([s.flatten() for s in per_sample_sensitivity(model, x, data.class_id)])
         count = max(1, int(len(sens) * p["k_percent"] / 100))
         chosen = self.select(model, data, device, sens, count)
         noise = torch.zeros_like(sens)
@@ -176,11 +252,12 @@ class TopK(ClassifierUnlearningMethod):
             for q in params:
                 q += noise[offset:offset + q.numel()].view_as(q)
                 offset += q.numel()
-        model.zero_grad(set_to_none=True)
+        if p["repair_steps"] > 0:
+            repair(model, data.retain, p["repair_steps"], p["repair_lr"], p["repair_batch_size"], device)
 
 
 class RandomK(TopK):
-    """Baseline: the same noise on k% of weights chosen at random."""
+    """Control: the same noise (and repair) on k% of weights chosen at random."""
 
     name = "randomk"
 
@@ -204,38 +281,71 @@ def targeted_l2_pgd(model, x, target, eps: float, steps: int, step_size: float) 
     return (x + delta).detach()
 
 
+def adversarial_anchors(model, x, y, per_instance: int, eps: float, steps: int, generator: torch.Generator):
+    """``per_instance`` targeted L2-PGD examples per forget instance, each toward a different other class,
+    made once from the ORIGINAL model and labelled with their target class (L2UL's retained set: points
+    just across the decision boundary, labelled as the attack aimed). Only examples that reach their target
+    are kept (an attack that failed leaves an image of the forgotten class labelled as another class, which
+    teaches the model to drop the whole class); if none does, all are kept."""
+    num_classes = model.head.out_features
+    per_instance = min(per_instance, num_classes - 1)
+    offsets = torch.stack([torch.randperm(num_classes - 1, generator=generator)[:per_instance] + 1
+                           for _ in range(len(y))]).to(y.device)  # (n, per_instance), distinct non-zero offsets
+    target = ((y[:, None] + offsets) % num_classes).flatten()
+    xr = x.repeat_interleave(per_instance, 0)
+    x_adv = targeted_l2_pgd(model, xr, target, eps, steps, 2.5 * eps / steps)
+    with torch.no_grad():
+        hit = model(x_adv).argmax(1) == target
+    if hit.any():
+        x_adv, target = x_adv[hit], target[hit]
+    return x_adv, target
+
+
+def mas_importance(model, x) -> list[torch.Tensor]:
+    """MAS importance on the forget instances (mean |d ||f(x)||^2 / d theta|), min-max normalised per tensor."""
+    model.zero_grad(set_to_none=True)
+    model(x).pow(2).sum(1).mean().backward()
+    out = []
+    for q in model.parameters():
+        g = q.grad.abs()
+        out.append((g - g.min()) / (g.max() - g.min()).clamp_min(1e-12))
+    model.zero_grad(set_to_none=True)
+    return out
+
+
 class L2UL(ClassifierUnlearningMethod):
-    """Instance-wise unlearning (Cha et al.): gradient ascent on forget instances, cross entropy on their
-    targeted L2-PGD adversarial examples (labelled with the target class), and an anchor to the original
-    weights weighted by 1 - normalised MAS importance; SGD until forget accuracy is 0 (or max_steps)."""
+    """Instance-wise unlearning (Cha et al.): gradient ascent on the forget instances, cross entropy on
+    adversarial examples of them made ONCE from the original model (``adv_per_instance`` per instance,
+    targeted L2-PGD toward distinct other classes, labelled with their target class), and an anchor
+    to the original weights weighted by 1 - MAS importance normalised per tensor; SGD until every forget
+    instance is misclassified (or ``max_steps``). It forgets the first ``num_instances`` training images of
+    the class, not the class."""
 
     name = "l2ul"
-    defaults = {"num_instances": 128, "lr": 0.01, "anchor": 1.0, "pgd_eps": 2.0, "pgd_steps": 5,
-                "max_steps": 100}
+    instance_wise = True
+    defaults = {"num_instances": 128, "lr": 1e-3, "anchor": 1.0, "pgd_eps": 4.0, "pgd_steps": 20,
+                "adv_per_instance": 4, "max_steps": 100}
 
     def unlearn(self, model, data, device):
         p = self.params
         from gan_unlearn.data import to_float
 
+        if p["num_instances"] < 1:
+            raise UserError(f"l2ul needs num_instances >= 1, not {p['num_instances']}")
         x = to_float(data.forget_train.images[: p["num_instances"]].to(device))
         y = data.forget_train.labels[: p["num_instances"]].to(device)
         original = [q.detach().clone() for q in model.parameters()]
-        # MAS importance: mean |d ||f(x)||^2 / d theta| on the forget instances, normalised to [0, 1]
-        model.zero_grad(set_to_none=True)
-        model(x).pow(2).sum(1).mean().backward()
-        importance = [q.grad.abs() for q in model.parameters()]
-        top = max(i.max() for i in importance).clamp_min(1e-12)
-        anchor_w = [1 - i / top for i in importance]
-        model.zero_grad(set_to_none=True)
-        num_classes = model.head.out_features
-        target = (y + torch.randint(1, num_classes, y.shape, device=device)) % num_classes
-        opt = torch.optim.SGD(model.parameters(), lr=p["lr"])
+        anchor_w = [1 - i for i in mas_importance(model, x)]
+        x_adv, y_adv = adversarial_anchors(model, x, y, p["adv_per_instance"], p["pgd_eps"], p["pgd_steps"],
+                                           torch.Generator().manual_seed(self.seed))
+        self.adv_kept = len(y_adv) / (len(y) * min(p["adv_per_instance"], model.head.out_features - 1))
+        opt = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=0.9)
         self.steps = 0
         for _ in range(p["max_steps"]):
-            if (model(x).argmax(1) == y).float().mean() == 0:
-                break
-            x_adv = targeted_l2_pgd(model, x, target, p["pgd_eps"], p["pgd_steps"], p["pgd_eps"] / 2)
-            loss = -F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), target)
+            with torch.no_grad():
+                if (model(x).argmax(1) == y).float().mean() == 0:
+                    break
+            loss = -F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y_adv)
             loss = loss + p["anchor"] * sum((w * (q - o).pow(2)).sum() for w, q, o in
                                             zip(anchor_w, model.parameters(), original))
             opt.zero_grad(set_to_none=True)
@@ -261,21 +371,23 @@ def forget_data(class_id: int, train: ImageDataset, test: ImageDataset, seed: in
     tr = (train.labels == class_id).nonzero().flatten()
     te = (test.labels == class_id).nonzero().flatten()
     te = te[torch.randperm(len(te), generator=g)]
-    return ForgetData(class_id, train.subset(tr[torch.randperm(len(tr), generator=g)]), test.subset(te), te)
+    retain = train.subset((train.labels != class_id).nonzero().flatten())
+    return ForgetData(class_id, train.subset(tr[torch.randperm(len(tr), generator=g)]), test.subset(te), te, retain)
 
 
 def unlearn_classifier_checkpoint(model_path, class_id: int, method: str, out, *, params: dict | None = None,
                                   dataset: str | None = None, data_root=None, download: bool = False, device="auto",
                                   seed: int = 0, eval_train_samples: int = 10000) -> dict:
     """Unlearn a class from a classifier checkpoint, write the result to ``out``, return a summary with
-    the accuracies and membership AUC before and after."""
+    the accuracies, the membership AUC and the Fr / Fs attacks (metrics.attacks) before and after; for an
+    instance-wise method also the accuracy on the forgotten instances and on the rest of their class."""
     import time
 
     from gan_unlearn.checkpoint import (check_dataset_matches, load_checkpoint, model_entry, package_versions,
                                         restore_model, save_checkpoint)
     from gan_unlearn.data import load_dataset
     from gan_unlearn.runtime import resolve_device
-    from metrics.classifier_metrics import classifier_report
+    from metrics.classifier_metrics import classifier_report, instance_report
 
     from gan_unlearn.checkpoint import file_sha256
 
@@ -293,8 +405,11 @@ def unlearn_classifier_checkpoint(model_path, class_id: int, method: str, out, *
     # evaluation: a seeded sample of the training set, and the test set without the proxies a zero-shot method saw
     sample = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:eval_train_samples])
     eval_test = _without_proxies(test, data, unlearner)
-    before = classifier_report(model, class_id, sample, eval_test, dev)
-    after = classifier_report(new_model, class_id, sample, eval_test, dev)
+    before = classifier_report(model, class_id, sample, eval_test, dev, original=model, seed=seed)
+    after = classifier_report(new_model, class_id, sample, eval_test, dev, original=model, seed=seed)
+    if unlearner.instance_wise:
+        before.update(instance_report(model, data, unlearner.params["num_instances"], eval_test, dev))
+        after.update(instance_report(new_model, data, unlearner.params["num_instances"], eval_test, dev))
     record = {"request": {"kind": "class", "class_id": class_id}, "method": method, "parameters": unlearner.params,
               "zero_shot": unlearner.zero_shot, "seconds": round(seconds, 4), "source_checkpoint": str(model_path),
               "source_sha256": file_sha256(model_path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
