@@ -34,6 +34,8 @@ def test_gan_resume_gives_the_same_final_weights(tmp_path, data_root, precision)
     assert resumed["metrics"]["resumed"] and resumed["metrics"]["steps"] == full["metrics"]["steps"] == 12
     _same_weights(full, resumed)
     _same_weights(full, load_checkpoint(out))
+    for a, b in zip(full["history"], resumed["history"], strict=True):  # the interrupted epoch's loss means too
+        assert (a["epoch"], a["loss_d"], a["loss_g"]) == pytest.approx((b["epoch"], b["loss_d"], b["loss_g"]))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, data_root):
