@@ -1,18 +1,26 @@
 #!/usr/bin/env python
-"""Classifier class unlearning: every registered method against retraining without the class.
+"""Classifier class unlearning as the papers measure it: every registered class-level method against
+retraining without the class, for every class, several seeds, MNIST and the CIFAR-10 subset; L2UL
+instance-wise with 8, 32 and 128 instances.
 
-    python scripts/bench_classifier_unlearning.py --data-root ../shared/datasets --out-dir runs/bench_clf
+    python scripts/bench_classifier_unlearning.py --data-root ../shared/datasets            # full
+    python scripts/bench_classifier_unlearning.py --quick                                   # smoke run
+    python scripts/bench_classifier_unlearning.py --datasets mnist --classes 0,3 --seeds 0,1
 
-Trains (or reuses) the oracle and the retrained-without-the-class classifier (same recipe), runs each
-method on a copy of the oracle, and reports accuracy on the forgotten class and on the rest (train sample
-and test split, proxies excluded), the class membership AUC, and wall time. Writes results.json and
-results.md and prints the table.
+Per (dataset, seed): one oracle. Per (dataset, seed, class): one retrain without the class (same recipe),
+shared by every method; both cached under --out-dir and reused. Per dataset: an independent judge
+classifier (seed 1000, never given to a method) and one SPD-GAN (seed 0) whose in-band samples of a fixed
+training sample serve every class and seed. Each row reports: accuracy on the forgotten class and the rest
+(test split without the proxies, and a seeded training sample), Fr, Fs (|acc - 0.5|, retrain's beside it),
+the SPD-GAN forgetting rate and memory retention, wall time. Summaries: mean +- sd over seeds of the
+class-averaged value, and over classes (seed-averaged) the worst class and the range.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,81 +32,254 @@ sys.path.insert(0, str(REPO))
 
 from gan_unlearn.checkpoint import atomic_write, load_checkpoint, restore_model  # noqa: E402
 from gan_unlearn.data import load_dataset  # noqa: E402
-from gan_unlearn.forget import ForgetRequest  # noqa: E402
-from metrics.classifier_metrics import classifier_report, forgetting_rate, retention_rate  # noqa: E402
-from trainers.classifier import ClassifierConfig, train_classifier  # noqa: E402
+from metrics.attacks import FrAttack, softmax_and_loss  # noqa: E402
+from metrics.classifier_metrics import classifier_report, forgetting_rate, instance_report, retention_rate  # noqa: E402
+from trainers.classifier import ClassifierConfig, predict, train_classifier  # noqa: E402
 from trainers.classifier_unlearning import METHODS, _without_proxies, forget_data, get_method  # noqa: E402
+from trainers.spd_gan import PerturbationGenerator, SPDBand, SPDConfig, spd_samples, train_spd_gan  # noqa: E402
+
+DEFAULT_EPOCHS = {"mnist": 1, "npz:cifar10_subset.npz": 5}
+CLASS_METHODS = [m for m in METHODS if not getattr(METHODS[m], "instance_wise", False)]
+# (metric, label, higher is worse?) for the worst-class summary
+COLUMNS = [("acc_forget_test", "class acc test", True), ("acc_rest_test", "rest acc test", False),
+           ("acc_forget_train", "class acc train", True), ("acc_rest_train", "rest acc train", False),
+           ("fr", "Fr", False), ("fs_gap", "Fs gap", True), ("spd_fr", "SPD FR", False),
+           ("spd_retention", "SPD retention", False), ("seconds", "time (s)", True)]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def tag(dataset: str) -> str:
+    return dataset.replace("npz:", "").replace(".npz", "").replace("/", "_")
+
+
+def ensure_classifier(train, test, epochs: int, seed: int, path: Path) -> tuple[torch.nn.Module, float]:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed), torch.device("cpu"), path, test_set=test,
+                         show_progress=False)
+    ckpt = load_checkpoint(path, kind="classifier")
+    return restore_model(ckpt, "classifier").eval(), ckpt["metrics"].get("train_seconds", float("nan"))
+
+
+def ensure_spd(train, path: Path, config: SPDConfig) -> PerturbationGenerator:
+    c = train.image_shape[0]
+    G = PerturbationGenerator(c, config.width, config.noise_dim, config.eps)
+    if path.exists():
+        G.load_state_dict(torch.load(path, weights_only=True))
+        return G.eval()
+    G = train_spd_gan(train, config)
+    atomic_write(path, lambda f: torch.save(G.state_dict(), f))
+    return G
+
+
+@torch.no_grad()
+def accuracy_on(model, ds) -> float:
+    return (predict(model, ds.images, "cpu").argmax(1) == ds.labels).float().mean().item() if len(ds) else float("nan")
+
+
+def summarise(values: dict[tuple[int, int], float], higher_is_worse: bool) -> dict:
+    """values keyed (seed, class) -> mean +- sd over seeds of the class mean; worst class and range of the
+    seed-averaged class values."""
+    seeds = sorted({s for s, _ in values})
+    classes = sorted({c for _, c in values})
+    per_seed = [statistics.fmean(values[s, c] for c in classes if (s, c) in values) for s in seeds]
+    per_class = {c: statistics.fmean(values[s, c] for s in seeds if (s, c) in values) for c in classes}
+    worst = (max if higher_is_worse else min)(per_class, key=per_class.get)
+    return {"mean": statistics.fmean(per_seed), "sd": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+            "worst_class": worst, "worst": per_class[worst], "min": min(per_class.values()),
+            "max": max(per_class.values()), "per_class": per_class, "n_seeds": len(seeds)}
+
+
+def run_dataset(args, dataset: str) -> dict:
+    root = args.data_root
+    name = f"{dataset}[:{args.train_limit}]" if args.train_limit else dataset
+    train, test = load_dataset(name, "train", root), load_dataset(dataset, "test", root)
+    out = Path(args.out_dir) / (tag(dataset) + (f"_first{args.train_limit}" if args.train_limit else ""))
+    epochs = args.epochs or DEFAULT_EPOCHS.get(dataset, 2)
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else list(range(train.num_classes))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    log(f"{dataset}: epochs {epochs}, classes {classes}, seeds {seeds}")
+    judge, _ = ensure_classifier(train, test, epochs, 1000, out / f"e{epochs}_judge_seed1000.pt")
+    # SPD-GAN: one per dataset; its in-band samples of a fixed training sample serve every class and seed
+    spd_config = SPDConfig(steps=args.spd_steps)
+    t0 = time.perf_counter()
+    G = ensure_spd(train, out / f"spd_gan_steps{args.spd_steps}.pt", spd_config)
+    spd_seconds = time.perf_counter() - t0
+    spd_source = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(123))[:args.spd_samples])
+    spd, spd_record = spd_samples(G, spd_source, judge, SPDBand(eps=spd_config.eps))
+    spd_record = {k: v for k, v in spd_record.items() if k != "source_index"}
+    spd_record["feature_scale"] = {str(k): v for k, v in spd_record["feature_scale"].items()}
+    log(f"SPD-GAN: {spd_record['accepted']}/{spd_record['candidates']} samples in band")
+    values: dict[str, dict[str, dict]] = {}  # row -> metric -> {(seed, class): value}
+    instance_rows: dict[str, dict[str, dict]] = {}
+    checks = []
+    methods = args.methods.split(",") if args.methods else CLASS_METHODS
+    for seed in seeds:
+        oracle, oracle_seconds = ensure_classifier(train, test, epochs, seed, out / f"e{epochs}_seed{seed}" / "oracle.pt")
+        sample = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:args.eval_train])
+        for c in classes:
+            retrained, retrain_seconds = ensure_classifier(train.subset((train.labels != c).nonzero().flatten()), test,
+                                                           epochs, seed, out / f"e{epochs}_seed{seed}" / f"retrain_{c}.pt")
+            data = forget_data(c, train, test, seed)
+            base_test = _without_proxies(test, data, get_method("path-perturbation"))
+            members = sample.subset((sample.labels == c).nonzero().flatten())
+            non_members = base_test.subset((base_test.labels == c).nonzero().flatten())
+            attack = FrAttack(softmax_and_loss(oracle, members.images, members.labels)[0],
+                              softmax_and_loss(oracle, non_members.images, non_members.labels)[0], seed)
+            spd_f, spd_r = spd.subset((spd.labels == c).nonzero().flatten()), spd.subset((spd.labels != c).nonzero().flatten())
+            o_spd = (accuracy_on(oracle, spd_f), accuracy_on(oracle, spd_r))
+            rows = {"original": (oracle, None, None), "retrain": (retrained, retrain_seconds, None)}
+            for name in methods:
+                method = get_method(name, seed=seed)
+                t0 = time.perf_counter()
+                new = method.apply(oracle, data, "cpu")
+                rows[name] = (new, time.perf_counter() - t0, method)
+            line = []
+            for name, (model, seconds, method) in rows.items():
+                r = classifier_report(model, c, sample, base_test, "cpu", seed=seed, fr_attack=attack)
+                r["spd_fr"] = forgetting_rate(o_spd[0], accuracy_on(model, spd_f))
+                r["spd_retention"] = retention_rate(o_spd[1], accuracy_on(model, spd_r))
+                r["seconds"] = seconds if seconds is not None else float("nan")
+                if method is not None and hasattr(method, "top_h_used"):
+                    r["top_h_used"] = method.top_h_used
+                for k, v in r.items():
+                    values.setdefault(name, {}).setdefault(k, {})[seed, c] = v
+                line.append(f"{name} {100 * r['acc_forget_test']:.1f}/{100 * r['acc_rest_test']:.1f}")
+            if "path-perturbation" in rows:
+                pp, o = values["path-perturbation"], values["original"]
+                checks.append({"seed": seed, "class": c, "acc_forget_test": pp["acc_forget_test"][seed, c],
+                               "rest_ratio": pp["acc_rest_test"][seed, c] / o["acc_rest_test"][seed, c],
+                               "top_h_used": pp.get("top_h_used", {}).get((seed, c))})
+            log(f"seed {seed} class {c}: " + ", ".join(line))
+            # L2UL, instance-wise
+            if not args.no_l2ul:
+                for n in args.instances:
+                    method = get_method("l2ul", seed=seed, num_instances=n)
+                    t0 = time.perf_counter()
+                    new = method.apply(oracle, data, "cpu")
+                    secs = time.perf_counter() - t0
+                    for row, model in ((f"original n={n}", oracle), (f"l2ul n={n}", new)):
+                        r = instance_report(model, data, n, base_test, "cpu")
+                        r["seconds"] = secs if row.startswith("l2ul") else float("nan")
+                        r["steps"] = method.steps if row.startswith("l2ul") else 0
+                        for k, v in r.items():
+                            instance_rows.setdefault(row, {}).setdefault(k, {})[seed, c] = v
+    result = {"dataset": dataset, "epochs": epochs, "classes": classes, "seeds": seeds,
+              "eval": {"train_sample": len(sample), "test": len(base_test)},
+              "spd_gan": {"config": spd_config.__dict__, "train_seconds": spd_seconds, **spd_record},
+              "oracle_test_accuracy": {s: load_checkpoint(out / f"e{epochs}_seed{s}" / "oracle.pt")["metrics"]
+                                       .get("test_accuracy") for s in seeds},
+              "rows": {}, "instance_rows": {}, "path_perturbation_checks": checks}
+    higher_worse = {k: hw for k, _, hw in COLUMNS}
+    for name, metrics in values.items():
+        result["rows"][name] = {k: summarise(v, higher_worse.get(k, False)) for k, v in metrics.items()
+                                if not all(x != x for x in v.values())}
+        result["rows"][name]["zero_shot"] = getattr(METHODS.get(name), "zero_shot", None)
+        result["rows"][name]["raw"] = {k: {f"{s},{c}": x for (s, c), x in v.items()} for k, v in metrics.items()}
+    for name, metrics in instance_rows.items():
+        result["instance_rows"][name] = {k: summarise(v, False) for k, v in metrics.items()
+                                         if not all(x != x for x in v.values())}
+    if checks:
+        result["path_perturbation_summary"] = {
+            "all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
+            "all_rest_keeps_95pct": all(ch["rest_ratio"] >= 0.95 for ch in checks),
+            "worst_forget_test": max(ch["acc_forget_test"] for ch in checks),
+            "worst_rest_ratio": min(ch["rest_ratio"] for ch in checks)}
+    return result
+
+
+def fmt(s: dict, key: str, pct: bool) -> str:
+    if key not in s:
+        return "-"
+    m = s[key]
+    k = 100 if pct else 1
+    d = 1 if pct else 3
+    return f"{k * m['mean']:.{d}f} ± {k * m['sd']:.{d}f}"
+
+
+def tables(result: dict) -> str:
+    rows = result["rows"]
+    pct = {"acc_forget_test", "acc_rest_test", "acc_forget_train", "acc_rest_train"}
+    head = "| model | zero-shot | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+    lines = [f"**{result['dataset']}** ({len(result['classes'])} classes x {len(result['seeds'])} seeds, "
+             f"{result['epochs']}-epoch recipe; mean ± sd over seeds of the class mean; accuracies in %)", "",
+             head, "|" + "---|" * (len(COLUMNS) + 2)]
+    retrain_gap = rows.get("retrain", {}).get("fs_gap", {}).get("mean")
+    for name, s in rows.items():
+        zs = {True: "yes", False: "no"}.get(s.get("zero_shot"), "-")
+        cells = []
+        for key, _, _ in COLUMNS:
+            cell = fmt(s, key, key in pct)
+            if key == "fs_gap" and retrain_gap is not None and name != "retrain" and cell != "-":
+                cell += f" ({retrain_gap:.3f})"
+            cells.append(cell)
+        lines.append(f"| {name} | {zs} | " + " | ".join(cells) + " |")
+    lines += ["", "Per class (seed-averaged): worst class and range", "",
+              "| model | class acc test: worst (class) | range | rest acc test: worst (class) | range | Fr: worst (class) |",
+              "|---|---|---|---|---|---|"]
+    for name, s in rows.items():
+        a, r, f = s["acc_forget_test"], s["acc_rest_test"], s.get("fr")
+        fr_cell = f"{f['worst']:.3f} ({f['worst_class']})" if f else "-"
+        lines.append(f"| {name} | {100 * a['worst']:.2f}% ({a['worst_class']}) | {100 * a['min']:.2f}..{100 * a['max']:.2f}% "
+                     f"| {100 * r['worst']:.2f}% ({r['worst_class']}) | {100 * r['min']:.2f}..{100 * r['max']:.2f}% | {fr_cell} |")
+    if result["instance_rows"]:
+        lines += ["", "L2UL, instance-wise (accuracy in %, mean ± sd over seeds of the class mean)", "",
+                  "| model | forgotten instances | rest of their class (train) | their class (test) | other classes (test) "
+                  "| steps | time (s) |", "|---|---|---|---|---|---|---|"]
+        for name, s in result["instance_rows"].items():
+            lines.append(f"| {name} | {fmt(s, 'acc_instances', True)} | {fmt(s, 'acc_class_rest_train', True)} | "
+                         f"{fmt(s, 'acc_class_test', True)} | {fmt(s, 'acc_other_test', True)} | "
+                         f"{fmt(s, 'steps', False) if name.startswith('l2ul') else '-'} | {fmt(s, 'seconds', False)} |")
+    sp = result["spd_gan"]
+    lines += ["", f"SPD-GAN: {sp['accepted']}/{sp['candidates']} perturbed training images in band "
+                  f"(max pixel change {sp['band']['eps']}, RMS >= {sp['band']['min_rms']}, judge-feature distance <= "
+                  f"{sp['band']['feature_ratio']} x the class's median nearest-neighbour distance, judge keeps the label)"]
+    if "path_perturbation_summary" in result:
+        p = result["path_perturbation_summary"]
+        lines.append(f"Path perturbation over every (seed, class): worst forgotten-class test accuracy "
+                     f"{100 * p['worst_forget_test']:.2f}%, worst rest / original {p['worst_rest_ratio']:.3f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--datasets", default="mnist,npz:cifar10_subset.npz")
+    p.add_argument("--classes", help="comma-separated class ids (default: all)")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--epochs", type=int, help="training epochs for oracle, judge and retrains (default per dataset: "
+                                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()) + ")")
+    p.add_argument("--methods", help="comma-separated class-level methods (default: all but l2ul)")
+    p.add_argument("--instances", default="8,32,128", help="L2UL instance counts")
+    p.add_argument("--no-l2ul", action="store_true")
+    p.add_argument("--eval-train", type=int, default=5000, help="size of the seeded training sample scored")
+    p.add_argument("--spd-steps", type=int, default=200)
+    p.add_argument("--train-limit", type=int, help="train on the first N training images only (smoke tests)")
+    p.add_argument("--spd-samples", type=int, default=3000)
     p.add_argument("--out-dir", default="runs/bench_clf")
-    p.add_argument("--forget-class", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--oracle", help="reuse this classifier checkpoint (otherwise trained or reused from --out-dir)")
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fresh", action="store_true")
+    p.add_argument("--json", default=str(REPO / "scripts" / "results" / "bench_classifier_unlearning.json"))
+    p.add_argument("--quick", action="store_true", help="MNIST, classes 0 and 1, seed 0, 8 and 32 instances")
     args = p.parse_args()
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device("cpu")
-    train, test = load_dataset(args.dataset, "train", args.data_root), load_dataset(args.dataset, "test", args.data_root)
-    config = ClassifierConfig(epochs=args.epochs, seed=args.seed)
-    oracle_path = Path(args.oracle) if args.oracle else out / "classifier.pt"
-    if not oracle_path.exists() or args.fresh:
-        train_classifier(train, config, dev, oracle_path, test_set=test, show_progress=False)
-    retrain_path = out / f"retrain_without_{args.forget_class}.pt"
-    _, retain = ForgetRequest.for_class(args.forget_class).split(train.labels, train.num_classes)
-    if not retrain_path.exists() or args.fresh:
-        train_classifier(train.subset(retain), config, dev, retrain_path, test_set=test, show_progress=False)
-    retrain_seconds = load_checkpoint(retrain_path)["metrics"]["train_seconds"]
-    model = restore_model(load_checkpoint(oracle_path, kind="classifier"), "classifier").eval()
-    retrained = restore_model(load_checkpoint(retrain_path, kind="classifier"), "classifier").eval()
-    data = forget_data(args.forget_class, train, test, args.seed)
-    sample = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:10000])
-    c = args.forget_class
-    rows = {}
-    base_test = _without_proxies(test, data, get_method("path-perturbation"))  # one test set for every row
-    rows["original"] = {**classifier_report(model, c, sample, base_test), "seconds": None}
-    rows["retrain"] = {**classifier_report(retrained, c, sample, base_test), "seconds": retrain_seconds}
-    for name in args.methods.split(","):
-        method = get_method(name, seed=args.seed)
-        t0 = time.perf_counter()
-        new = method.apply(model, data, dev)
-        seconds = time.perf_counter() - t0
-        rows[name] = {**classifier_report(new, c, sample, base_test), "seconds": seconds,
-                      "zero_shot": method.zero_shot, "parameters": method.params}
-        print(f"{name}: {seconds:.2f} s", flush=True)
-    o = rows["original"]
-    for r in rows.values():
-        r["forgetting_rate"] = forgetting_rate(o["acc_forget_test"], r["acc_forget_test"])
-        r["retention_rate"] = retention_rate(o["acc_rest_test"], r["acc_rest_test"])
-    pp = rows.get("path-perturbation")
-    checks = None
-    if pp:
-        checks = {"forget_test_below_5pct": pp["acc_forget_test"] < 0.05,
-                  "rest_keeps_95pct": pp["acc_rest_test"] >= 0.95 * o["acc_rest_test"],
-                  "under_10_seconds": pp["seconds"] < 10}
-    header = ("| model | zero-shot | acc class (test) | acc rest (test) | acc class (train) | acc rest (train) "
-              "| forgetting rate | retention rate | membership AUC | time (s) |")
-    lines = [header, "|" + "---|" * 10]
-    for name, r in rows.items():
-        secs = f"{r['seconds']:.2f}" if r["seconds"] is not None else "-"
-        zs = {True: "yes", False: "no"}.get(r.get("zero_shot"), "-")
-        lines.append(f"| {name} | {zs} | {100 * r['acc_forget_test']:.2f}% | {100 * r['acc_rest_test']:.2f}% | "
-                     f"{100 * r['acc_forget_train']:.2f}% | {100 * r['acc_rest_train']:.2f}% | "
-                     f"{r['forgetting_rate']:.3f} | {r['retention_rate']:.3f} | {r['mia_auc']:.3f} | {secs} |")
-    table = "\n".join(lines)
-    result = {"command": " ".join(sys.argv), "dataset": args.dataset, "forget_class": c, "rows": rows,
-              "checks": checks, "eval": {"train_sample": len(sample), "test": len(base_test),
-                                         "proxies_excluded": len(test) - len(base_test)}}
-    atomic_write(out / "results.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
-    atomic_write(out / "results.md", lambda f: f.write((table + "\n").encode()))
-    print(table)
-    print(json.dumps(checks))
+    if args.quick:
+        args.datasets, args.classes, args.seeds, args.instances = "mnist", args.classes or "0,1", "0", "8,32"
+        args.json = args.json.replace(".json", "_quick.json")
+    args.instances = [int(n) for n in args.instances.split(",")]
+    torch.set_num_threads(2)
+    results = {"command": " ".join(sys.argv), "datasets": {}}
+    t0 = time.perf_counter()
+    for dataset in args.datasets.split(","):
+        results["datasets"][dataset] = run_dataset(args, dataset)
+        print(tables(results["datasets"][dataset]), flush=True)
+    results["seconds"] = time.perf_counter() - t0
+    md = "\n\n".join(tables(r) for r in results["datasets"].values())
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+    atomic_write(out.with_suffix(".md"), lambda f: f.write((md + "\n").encode()))
+    log(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
