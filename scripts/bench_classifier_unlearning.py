@@ -270,16 +270,16 @@ def main() -> None:
     torch.set_num_threads(2)
     results = {"command": " ".join(sys.argv), "datasets": {}}
     t0 = time.perf_counter()
-    for dataset in args.datasets.split(","):
-        results["datasets"][dataset] = run_dataset(args, dataset)
-        print(tables(results["datasets"][dataset]), flush=True)
-    results["seconds"] = time.perf_counter() - t0
-    md = "\n\n".join(tables(r) for r in results["datasets"].values())
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
-    atomic_write(out.with_suffix(".md"), lambda f: f.write((md + "\n").encode()))
-    log(f"wrote {out} and {out.with_suffix('.md')}")
+    for dataset in args.datasets.split(","):  # written after each dataset, so a cut-off run keeps what finished
+        results["datasets"][dataset] = run_dataset(args, dataset)
+        print(tables(results["datasets"][dataset]), flush=True)
+        results["seconds"] = time.perf_counter() - t0
+        md = "\n\n".join(tables(r) for r in results["datasets"].values())
+        atomic_write(out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+        atomic_write(out.with_suffix(".md"), lambda f: f.write((md + "\n").encode()))
+        log(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -231,8 +231,9 @@ class TopK(ClassifierUnlearningMethod):
     defaults = {"k_percent": 1.0, "sigma": 0.1, "num_samples": 256, "repair_steps": 0, "repair_lr": 1e-4,
                 "repair_batch_size": 128}
 
-    def select(self, model, data, device, flat_sensitivity: torch.Tensor, count: int) -> torch.Tensor:
-        return flat_sensitivity.topk(count).indices
+    def scores(self, model, x: torch.Tensor, class_id: int) -> torch.Tensor:
+        """One score per weight (flattened over the weight tensors); the top k% get the noise."""
+        return torch.cat([s.flatten() for s in per_sample_sensitivity(model, x, class_id)])
 
     def unlearn(self, model, data, device):
         p = self.params
@@ -242,9 +243,9 @@ class TopK(ClassifierUnlearningMethod):
             raise UserError(f"k_percent must be in (0, 100], not {p['k_percent']}")
         x = to_float(data.forget_train.images[: p["num_samples"]].to(device))
         params = [q for q in model.parameters() if q.ndim > 1]  # weights, not biases
-        sens = torch.cat([s.flatten() for s in per_sample_sensitivity(model, x, data.class_id)])
+        sens = self.scores(model, x, data.class_id)
         count = max(1, int(len(sens) * p["k_percent"] / 100))
-        chosen = self.select(model, data, device, sens, count)
+        chosen = sens.topk(count).indices
         noise = torch.zeros_like(sens)
         noise[chosen] = torch.randn(count, device=sens.device) * p["sigma"]
         with torch.no_grad():
@@ -261,8 +262,9 @@ class RandomK(TopK):
 
     name = "randomk"
 
-    def select(self, model, data, device, flat_sensitivity, count):
-        return torch.randperm(len(flat_sensitivity), device=flat_sensitivity.device)[:count]
+    def scores(self, model, x, class_id):
+        numel = sum(q.numel() for q in model.parameters() if q.ndim > 1)
+        return torch.rand(numel, device=x.device)  # the top k% of random scores: k% of weights at random
 
 
 # --- L2UL ---------------------------------------------------------------------------------------------------
