@@ -22,6 +22,12 @@ from .errors import UserError
 DATA_ROOT_ENV = "GAN_UNLEARN_DATA"
 CACHE_ENV = "GAN_UNLEARN_CACHE"
 TORCHVISION_DATASETS = ("mnist", "cifar10")
+MAX_CLASSES = 1000  # class ids are 0..999 at most: a label of 10^9 must not become a 10^9-way classifier
+MIN_SIDE, MAX_SIDE = 8, 512  # square images, 8x8 to 512x512 (the networks need a few poolings)
+RAW_FILES = {"mnist": ("MNIST/raw", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                                    "t10k-labels-idx1-ubyte")),
+             "cifar10": ("cifar-10-batches-py", ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                                                 "data_batch_5", "test_batch", "batches.meta"))}
 
 
 def default_data_root() -> Path:
@@ -51,6 +57,11 @@ class ImageDataset:
                             f"{self.images.dtype}")
         if len(self.images) != len(self.labels):
             raise UserError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+        if not 1 <= self.num_classes <= MAX_CLASSES:
+            raise UserError(f"{self.name}: {self.num_classes} classes; class ids must lie in 0..{MAX_CLASSES - 1}")
+        if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < self.num_classes:
+            raise UserError(f"{self.name}: labels must lie in 0..{self.num_classes - 1}, found "
+                            f"{int(self.labels.min())}..{int(self.labels.max())}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -117,6 +128,28 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     raise UserError(f"unknown dataset {name!r}; use one of: mnist, cifar10, npz:PATH")
 
 
+def dataset_files(name: str, root: str | Path | None = None) -> list[Path]:
+    """The files a dataset name reads (the npz file, or the torchvision raw files under the root): the inputs
+    that no output of a command may overwrite."""
+    name = re.sub(r"\[:\d+\]$", "", name)
+    root = Path(root) if root is not None else default_data_root()
+    if name.startswith("npz:"):
+        return [resolve_npz_path(name[4:], root)]
+    if name in RAW_FILES:
+        folder, files = RAW_FILES[name]
+        return [root / folder / f for f in files]
+    return []
+
+
+def _check_images(x: np.ndarray, where: str) -> None:
+    n, h, w = x.shape[:3]
+    if n == 0:
+        raise UserError(f"{where} holds no images")
+    if h != w or not MIN_SIDE <= h <= MAX_SIDE:
+        raise UserError(f"{where}: images must be square, {MIN_SIDE}x{MIN_SIDE} to {MAX_SIDE}x{MAX_SIDE} pixels, "
+                        f"got {h}x{w}")
+
+
 def resolve_npz_path(path: str, root: Path) -> Path:
     p = Path(path).expanduser()
     if p.is_file() or p.is_absolute():
@@ -137,6 +170,7 @@ def _load_npz(path: str, split: str, root: Path) -> ImageDataset:
                                 f"found {sorted(keys)}")
             x, y = arrays[xk], arrays[yk]
             y_all = [arrays[k] for k in ("y", "y_train", "y_test") if k in keys]
+            declared = arrays["num_classes"] if "num_classes" in keys else None
     except UserError:
         raise
     except Exception as exc:  # zip or format errors from numpy
@@ -149,11 +183,40 @@ def _load_npz(path: str, split: str, root: Path) -> ImageDataset:
         raise UserError(f"{p}: {xk} must have shape (N, H, W, C) with C 1 or 3, got {x.shape}")
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise UserError(f"{p}: {yk} must be integer labels, one per image")
+    _check_images(x, f"{p}: {xk}")
     if len(y) and y.min() < 0:
         raise UserError(f"{p}: {yk} holds negative labels")
-    num_classes = int(max((int(a.max()) for a in y_all if len(a)), default=-1)) + 1
+    num_classes = _npz_classes(p, y_all, declared)
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     return ImageDataset(f"npz:{path}", split, images, torch.from_numpy(y.astype(np.int64)), num_classes)
+
+
+def _npz_classes(p: Path, label_arrays: list, declared) -> int:
+    """Classes 0..K-1: K from an optional scalar ``num_classes`` array, else the largest label + 1, in which
+    case every class must have images somewhere in the file (a stray label of 200 in a 10-class file would
+    otherwise make a 201-class model)."""
+    labels = [a for a in label_arrays if a.ndim == 1 and np.issubdtype(a.dtype, np.integer) and len(a)]
+    top = max((int(a.max()) for a in labels), default=-1)
+    if declared is not None:
+        if declared.shape != () or not np.issubdtype(declared.dtype, np.integer):
+            raise UserError(f"{p}: num_classes must be one integer")
+        k = int(declared)
+        if not 1 <= k <= MAX_CLASSES or top >= k:
+            raise UserError(f"{p}: num_classes {k} must be in 1..{MAX_CLASSES} and above every label (largest {top})")
+        return k
+    if top >= MAX_CLASSES:
+        raise UserError(f"{p}: label {top} is out of range; class ids must lie in 0..{MAX_CLASSES - 1}")
+    present = np.unique(np.concatenate(labels)) if labels else np.zeros(0, int)
+    if len(present) < top + 1:
+        missing = sorted(set(range(top + 1)) - set(present.tolist()))
+        raise UserError(f"{p}: labels run to {top} but classes {_ranges(missing)} have no images; labels must be "
+                        "0..K-1 (or store num_classes in the file)")
+    return top + 1
+
+
+def _ranges(values: list[int]) -> str:
+    return f"{values[0]}..{values[-1]}" if len(values) > 2 and values[-1] - values[0] == len(values) - 1 else \
+        ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
 
 
 def _load_torchvision(name: str, split: str, root: Path, download: bool) -> ImageDataset:
@@ -161,9 +224,14 @@ def _load_torchvision(name: str, split: str, root: Path, download: bool) -> Imag
 
     cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]
     train = split == "train"
+    folder, files = RAW_FILES[name]
+    present = [f for f in files if (root / folder / f).is_file()]
     try:
         ds = cls(str(root), train=train, download=False)
-    except RuntimeError:
+    except Exception as exc:
+        if len(present) == len(files):  # the files are there but do not load
+            raise UserError(f"{name} under {root / folder} is corrupt or truncated ({type(exc).__name__}"
+                            f"{': ' + str(exc).splitlines()[0][:120] if str(exc) else ''}); replace its files") from None
         if not download:
             layout = "MNIST/raw/*-ubyte" if name == "mnist" else "cifar-10-batches-py/"
             raise UserError(f"{name} not found under {root} (expected {layout}); point --data-root (or "
@@ -181,4 +249,7 @@ def _load_torchvision(name: str, split: str, root: Path, download: bool) -> Imag
     else:
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+    if len(labels) == 0 or len(labels) != len(images) or not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
+        raise UserError(f"{name} under {root / folder} is corrupt: {len(images)} images, {len(labels)} labels"
+                        + (f", labels {int(labels.min())}..{int(labels.max())} (expected 0..9)" if len(labels) else ""))
     return ImageDataset(name, split, images, labels, 10)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import MAX_CLASSES
 from .errors import UserError
 from .runtime import eval_mode
 
@@ -156,13 +157,48 @@ class Classifier(nn.Module):
 
 MODEL_TYPES = {cls.arch: cls for cls in (Generator, Discriminator, Classifier)}
 
+# What a spec may hold: name -> (types, low, high). Bounds lie far above any real setting of these small
+# networks and low enough that a malformed or hostile spec cannot ask for gigabytes before its weights are
+# checked (width 10^6 would be a 78 GB generator).
+_SHAPE = {"image_size": ((int,), 8, 512), "channels": ((int,), 1, 4)}
+SPEC_BOUNDS = {
+    Generator.arch: {**_SHAPE, "latent_dim": ((int,), 1, 4096), "width": ((int,), 1, 1024)},
+    Discriminator.arch: {**_SHAPE, "width": ((int,), 1, 1024)},
+    Classifier.arch: {**_SHAPE, "num_classes": ((int,), 1, MAX_CLASSES), "hidden": ((int,), 1, 65536),
+                      "widths": ((list, tuple), 1, 4096), "dropout": ((int, float), 0, 0.999)},
+}
 
-def build_model(spec: dict) -> nn.Module:
-    """Rebuild a network from its ``spec()``; unknown architectures are a ``UserError``."""
-    kwargs = dict(spec)
-    arch = kwargs.pop("arch", None)
+
+def check_spec(spec) -> None:
+    """Refuse a spec with unknown keys, wrong types or values out of bounds, before anything is built."""
+    if not isinstance(spec, dict):
+        raise UserError(f"a model spec must be a dict, not {type(spec).__name__}")
+    arch = spec.get("arch")
     if arch not in MODEL_TYPES:
         raise UserError(f"unknown architecture {arch!r}; known: {', '.join(sorted(MODEL_TYPES))}")
+    bounds = SPEC_BOUNDS[arch]
+    for key, value in spec.items():
+        if key == "arch":
+            continue
+        if key not in bounds:
+            raise UserError(f"architecture {arch!r} has no parameter {key!r}")
+        types, low, high = bounds[key]
+        values = value if key == "widths" and isinstance(value, (list, tuple)) else [value]
+        if key == "widths" and not 1 <= len(values) <= 6:
+            raise UserError(f"{arch} spec: widths must list 1 to 6 channel counts, got {len(values)}")
+        item_types = (int,) if key == "widths" else types
+        if not isinstance(value, types) or any(isinstance(v, bool) or not isinstance(v, item_types)
+                                               or not low <= v <= high for v in values):
+            raise UserError(f"{arch} spec: {key} must be in {low}..{high}, got {str(value)[:60]}")
+    if arch == Classifier.arch and "widths" in spec and spec.get("image_size", 28) >> len(spec["widths"]) < 1:
+        raise UserError(f"{arch} spec: {len(spec['widths'])} pooling stages do not fit {spec.get('image_size', 28)}-pixel images")
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Rebuild a network from its ``spec()``; an unknown architecture or a spec out of bounds is a ``UserError``."""
+    check_spec(spec)
+    kwargs = dict(spec)
+    arch = kwargs.pop("arch", None)
     try:
         return MODEL_TYPES[arch](**kwargs)
     except TypeError as exc:

@@ -100,6 +100,40 @@ def test_output_path_checks(tmp_path):
     with pytest.raises(UserError, match="is a folder"):
         check_output_path(tmp_path)
     (tmp_path / "in.pt").write_bytes(b"x")
-    with pytest.raises(UserError, match="is the input checkpoint"):
+    with pytest.raises(UserError, match="is the input"):
         check_output_path(tmp_path / "in.pt", inputs=(tmp_path / "in.pt",))
+    with pytest.raises(UserError, match="is the input"):  # another spelling, or a link, of the same file
+        check_output_path(tmp_path / "." / "in.pt", inputs=(tmp_path / "in.pt",))
+    (tmp_path / "link.pt").symlink_to(tmp_path / "in.pt")
+    with pytest.raises(UserError, match="is the input"):
+        check_output_path(tmp_path / "link.pt", inputs=(tmp_path / "in.pt",))
     assert check_output_path(tmp_path / "new.pt") == tmp_path / "new.pt"
+
+
+def test_outputs_checked_against_each_other(tmp_path):
+    from gan_unlearn.checkpoint import check_outputs
+
+    with pytest.raises(UserError, match="would be the same file"):
+        check_outputs([tmp_path / "a.json", tmp_path / "." / "a.json"])
+    assert check_outputs([tmp_path / "a.pt", None, tmp_path / "a.pt.json"]) == [tmp_path / "a.pt", tmp_path / "a.pt.json"]
+
+
+def test_nan_weights_refused_on_load_and_save(tmp_path):
+    G, ckpt = _gan_checkpoint()
+    save_checkpoint(tmp_path / "g.pt", ckpt)
+    raw = torch.load(tmp_path / "g.pt", weights_only=True)
+    raw["models"]["generator"]["state"]["net.1.weight"][2] = float("inf")
+    torch.save(raw, tmp_path / "inf.pt")
+    with pytest.raises(UserError, match="generator tensor net.1.weight holds NaN or Inf"):
+        load_checkpoint(tmp_path / "inf.pt")
+    assert load_checkpoint(tmp_path / "inf.pt", allow_nonfinite=True)["kind"] == "gan"  # for 'info'
+    with pytest.raises(UserError, match="refusing to write"):
+        save_checkpoint(tmp_path / "again.pt", raw)
+    assert not (tmp_path / "again.pt").exists()
+
+
+def test_spec_shape_mismatch_is_found_before_allocation(tmp_path):
+    _, ckpt = _gan_checkpoint()
+    ckpt["models"]["generator"]["spec"]["latent_dim"] = 4000  # in bounds, but not what the weights are
+    with pytest.raises(UserError, match="net.0.weight is \\(8, 16, 7, 7\\), the architecture needs \\(4000"):
+        restore_model(ckpt, "generator")

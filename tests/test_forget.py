@@ -23,7 +23,10 @@ def test_item_split_and_hash_is_order_independent_and_stable():
     forget, retain = a.split(LABELS, 3)
     assert forget.tolist() == [0, 3, 5] and retain.tolist() == [1, 2, 4, 6]
     d = a.describe()
-    assert d == {"kind": "item", "hash": a.hash(), "num_items": 3}  # no indices, no images
+    assert d == {"kind": "item", "num_items": 3}  # no indices, no images, nothing that identifies them
+    keyed = a.describe(bytes(range(32)))
+    assert keyed["commitment"] == a.commitment(bytes(range(32))) != a.hash() and keyed["num_items"] == 3
+    assert a.commitment(bytes(range(32))) != a.commitment(bytes(range(1, 33)))  # the key matters
 
 
 def test_items_from_files(tmp_path):
@@ -49,6 +52,28 @@ def test_bad_file_contents(tmp_path):
     (tmp_path / "bad.json").write_text('["a"]')
     with pytest.raises(UserError, match="list of integers"):
         ForgetRequest.parse_items(str(tmp_path / "bad.json"))
+    (tmp_path / "nested.json").write_text("[[1], 2]")
+    with pytest.raises(UserError, match="list of integers"):
+        ForgetRequest.parse_items(str(tmp_path / "nested.json"))
+    (tmp_path / "deep.json").write_text("[" * 50000 + "]" * 50000)
+    with pytest.raises(UserError, match="flat list of integers"):
+        ForgetRequest.parse_items(str(tmp_path / "deep.json"))
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00\x81" * 100)
+    with pytest.raises(UserError, match="is not a text file"):
+        ForgetRequest.parse_items(str(tmp_path / "binary"))
+
+
+def test_request_secrets(tmp_path):
+    from gan_unlearn.forget import read_secret
+
+    (tmp_path / "s").write_text(bytes(range(32)).hex() + "\n")
+    assert read_secret(tmp_path / "s") == bytes(range(32))
+    for content, message in ((b"zz", "not a request secret"), (b"abcd", "at least 16"), (b"\xff" * 40, "not a request")):
+        (tmp_path / "bad").write_bytes(content)
+        with pytest.raises(UserError, match=message):
+            read_secret(tmp_path / "bad")
+    with pytest.raises(UserError, match="not found"):
+        read_secret(tmp_path / "missing")
 
 
 def test_out_of_range_requests():
