@@ -1,81 +1,142 @@
 """Parameters of one GAN unlearning run, grouped by the part of the method they steer. All of them are
 recorded in the output checkpoint. The defaults are the setting that measured best on MNIST
-(scripts/bench_gan_unlearning.py)."""
+(scripts/bench_gan_unlearning.py).
+
+Every parameter declares its valid range next to its default (``param(default, Range(...), help)``):
+``UnlearnConfig.validate`` checks all of them there, and the command line's ``--set`` help lists them
+from the same place, so documentation and check cannot drift apart.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from gan_unlearn.errors import UserError
-from gan_unlearn.runtime import check_precision
+from gan_unlearn.runtime import PRECISIONS
 
 from ..latents import SUBSTITUTIONS
 
 DISTANCES = ("l2", "l1")
 
 
+@dataclass(frozen=True)
+class Range:
+    """Valid values of one parameter: an interval (finite numbers only; open or closed ends) or choices."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+
+    def __str__(self) -> str:
+        if self.choices == (True, False):
+            return "true or false"
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        lo, hi = _num(self.low), _num(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {lo}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {hi}"
+        return "any"
+
+    def contains(self, value) -> bool:
+        if self.choices:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+def _num(v) -> str:
+    return "" if v is None else str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+COUNT, NON_NEGATIVE_COUNT = Range(1), Range(0)
+POSITIVE, NON_NEGATIVE = Range(0, low_open=True), Range(0)
+FRACTION, BETA = Range(0, 1), Range(0, 1, high_open=True)
+BOOL = Range(choices=(True, False))
+
+
+def param(default, valid: Range, help: str):
+    """A dataclass field with its default, its valid range and its help text."""
+    return field(default=default, metadata={"range": valid, "help": help})
+
+
 @dataclass
 class TrainingOptions:
     """The two stages' optimisation, shared by every method."""
 
-    d_warmup: int = 0
-    d_steps: int = 1
-    g_steps: int = 1
-    batch_size: int = 64
-    lr_d: float = 5e-4
-    lr_g: float = 2e-3
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lambda_adv: float = 1.0
-    ema: float = 0.97
+    d_warmup: int = param(0, NON_NEGATIVE_COUNT, "discriminator steps before the first round")
+    d_steps: int = param(1, COUNT, "discriminator steps per round")
+    g_steps: int = param(1, COUNT, "generator steps per round")
+    batch_size: int = param(64, COUNT, "images (latents) per step")
+    lr_d: float = param(5e-4, POSITIVE, "discriminator Adam learning rate")
+    lr_g: float = param(2e-3, POSITIVE, "generator Adam learning rate")
+    beta1: float = param(0.5, BETA, "Adam beta1")
+    beta2: float = param(0.999, BETA, "Adam beta2")
+    lambda_adv: float = param(1.0, NON_NEGATIVE, "weight of the adversarial loss on fresh latents")
+    ema: float = param(0.97, BETA, "decay of the generator's weight average (0: no average)")
 
 
 @dataclass
 class CascadeOptions:
     """The fake label (discriminator stage) and the substitution and preservation losses (generator stage)."""
 
-    forget_batch: int = 32
-    lambda_u: float = 1.0
-    fake_target: float = 0.0
-    lambda_adv_forget: float = 5.0
-    lambda_sub: float = 30.0
-    lambda_keep: float = 50.0
-    keep_fresh: bool = True
-    distance: str = "l2"
-    focus_fraction: float = 0.0
+    forget_batch: int = param(32, COUNT, "forgotten images or latents per step")
+    lambda_u: float = param(1.0, NON_NEGATIVE, "weight of the fake label on forgotten images")
+    fake_target: float = param(0.0, BETA, "the label D is taught for forgotten images")
+    lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
+    lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
+    lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
+    keep_fresh: bool = param(True, BOOL, "preservation on fresh latents each step (else the fixed pool)")
+    distance: str = param("l2", Range(choices=DISTANCES), "image distance of substitution and preservation")
+    focus_fraction: float = param(0.0, FRACTION, "share of generator channels updated, most relevant first "
+                                                 "(0: all)")
 
 
 @dataclass
 class SubstitutionOptions:
     """Which latents count as forgotten, and which retained sample each should produce instead."""
 
-    kind: str = "nearest-latent"
-    pool_size: int = 4096
-    class_threshold: float = 0.5
-    item_neighbours: int = 4
-    invert_steps: int = 0
-    invert_lr: float = 0.05
-    target_pool: int = 5000
+    kind: str = param("nearest-latent", Range(choices=tuple(SUBSTITUTIONS)), "substitute for forgotten latents")
+    pool_size: int = param(4096, COUNT, "latents drawn to find the forgotten ones")
+    class_threshold: float = param(0.5, FRACTION, "oracle probability above which a latent shows the class")
+    item_neighbours: int = param(4, COUNT, "pool latents per forgotten item (nearest in feature space)")
+    invert_steps: int = param(0, NON_NEGATIVE_COUNT, "steps of latent inversion of forgotten items (0: none)")
+    invert_lr: float = param(0.05, POSITIVE, "learning rate of latent inversion")
+    target_pool: int = param(5000, COUNT, "retained real images searched by nearest-real")
 
 
 @dataclass
 class StoppingOptions:
-    """When the cascade stops: the forget metric reached, or the round budget spent."""
+    """When the cascade stops: the forget metric reached by a generator that is not degenerate (every other
+    class keeps at least ``min_class_keep`` of its original share of samples; for items, D still accepts
+    held-out real images, losing at most ``max_real_accuracy_drop`` of its accuracy on them), or the round
+    budget spent."""
 
-    max_rounds: int = 200
-    min_rounds: int = 10
-    check_every: int = 10
-    check_samples: int = 2000
-    forget_target: float = 0.01
-    held_out: int = 1000
+    max_rounds: int = param(200, COUNT, "round budget")
+    min_rounds: int = param(10, NON_NEGATIVE_COUNT, "rounds before the first check")
+    check_every: int = param(10, COUNT, "rounds between checks")
+    check_samples: int = param(2000, COUNT, "samples per check of a class request")
+    forget_target: float = param(0.01, FRACTION, "a class request stops at this share of the class or less")
+    held_out: int = param(1000, COUNT, "held-out test images of an item request's check")
+    min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
+    max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
 
 
 @dataclass
 class GuardOptions:
     """The drift guard: step back, with halved learning rates, when retained content starts to go."""
 
-    max_drift: float = 0.15
-    max_backoffs: int = 3
+    max_drift: float = param(0.15, POSITIVE, "mean pixel change on retained latents that triggers a step back")
+    max_backoffs: int = param(3, NON_NEGATIVE_COUNT, "steps back at most")
 
 
 GROUPS = {"training": TrainingOptions, "cascade": CascadeOptions, "substitution": SubstitutionOptions,
@@ -89,9 +150,9 @@ class UnlearnConfig:
     substitution: SubstitutionOptions = field(default_factory=SubstitutionOptions)
     stopping: StoppingOptions = field(default_factory=StoppingOptions)
     guard: GuardOptions = field(default_factory=GuardOptions)
-    seed: int = 0
-    precision: str = "bf16"
-    channels_last: bool = True
+    seed: int = param(0, Range(0, 2**32 - 1), "seed of latents and data order")
+    precision: str = param("bf16", Range(choices=tuple(PRECISIONS)), "autocast precision")
+    channels_last: bool = param(True, BOOL, "channels_last memory layout")
 
     @classmethod
     def parameters(cls) -> dict:
@@ -107,6 +168,16 @@ class UnlearnConfig:
         return out
 
     @classmethod
+    def ranges(cls) -> dict:
+        """``{name: (Range, help)}`` of every parameter under its own name."""
+        out = {}
+        for owner in (*GROUPS.values(), cls):
+            for f in fields(owner):
+                if "range" in f.metadata:
+                    out[f.name] = (f.metadata["range"], f.metadata["help"])
+        return out
+
+    @classmethod
     def from_values(cls, values: dict) -> "UnlearnConfig":
         """A config from ``{name or group.name: value}``; unknown names are a ``UserError``."""
         params = cls.parameters()
@@ -116,6 +187,8 @@ class UnlearnConfig:
             if key not in params:
                 raise UserError(f"unknown unlearning parameter {key!r}")
             group, name = params[key][0], key.rsplit(".", 1)[-1]
+            if name in (groups[group] if group else top):
+                raise UserError(f"unlearning parameter {name!r} is given twice")
             (groups[group] if group else top)[name] = value
         return cls(**{g: GROUPS[g](**v) for g, v in groups.items()}, **top)
 
@@ -130,19 +203,15 @@ class UnlearnConfig:
         return {**{k: v for g in GROUPS for k, v in d.pop(g).items()}, **d}
 
     def validate(self) -> "UnlearnConfig":
-        check_precision(self.precision)
-        if self.substitution.kind not in SUBSTITUTIONS:
-            raise UserError(f"unknown substitution {self.substitution.kind!r}; use one of {', '.join(SUBSTITUTIONS)}")
-        if self.cascade.distance not in DISTANCES:
-            raise UserError(f"unknown distance {self.cascade.distance!r}; use one of {', '.join(DISTANCES)}")
-        flat = self.flat()
-        for name in ("max_rounds", "batch_size", "forget_batch", "pool_size", "check_every", "check_samples"):
-            if flat[name] < 1:
-                raise UserError(f"{name.replace('_', '-')} must be at least 1")
-        if self.guard.max_drift <= 0 or self.guard.max_backoffs < 0:
-            raise UserError("max-drift must be positive and max-backoffs at least 0")
-        if not 0 <= self.cascade.fake_target < 1:
-            raise UserError("fake-target must be in [0, 1)")
+        """Every parameter against the range declared next to it; the first one out of range is a ``UserError``."""
+        ranges, types = self.ranges(), {k: v[1] for k, v in self.parameters().items()}
+        for name, value in self.flat().items():
+            valid, _ = ranges[name]
+            wrong_type = types[name] == "int" and (isinstance(value, bool) or not isinstance(value, int))
+            if wrong_type or not valid.contains(value):
+                finite = "a finite number " if isinstance(value, float) and not math.isfinite(value) else ""
+                kind = "an integer " if wrong_type else finite
+                raise UserError(f"{name.replace('_', '-')} must be {kind}{valid}, got {value!r}")
         return self
 
 
