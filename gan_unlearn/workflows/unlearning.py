@@ -1,17 +1,25 @@
 """Checkpoint-to-checkpoint unlearning: what the ``unlearn`` and ``retrain`` commands (and the benchmark
 scripts) run. Each reads the original GAN checkpoint, never writes it, and writes a new checkpoint that
-records what was forgotten (request hash and size, method, parameters, time, source) but not the
-forgotten images or indices."""
+records what was forgotten (for a class its id; for items their number and a keyed commitment whose secret
+stays outside the checkpoint), method, parameters, time and source, but not the forgotten images or indices.
+
+The new checkpoint, its JSON summary and (for item requests) the request secret land together or not at
+all, and a checkpoint with NaN or Inf weights is never written."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, dataset_record, derived_checkpoint,
-                                    file_sha256, load_checkpoint, restore_model, save_checkpoint, unlearning_record)
+                                    file_sha256, json_bytes, load_checkpoint, restore_model, save_checkpoint,
+                                    unlearning_record)
 from gan_unlearn.data import load_dataset
-from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.errors import UserError
+from gan_unlearn.forget import ForgetRequest, new_secret
 from gan_unlearn.runtime import resolve_device
 from trainers.gan import GANConfig, GANTrainer
 from trainers.unlearning import UnlearnConfig, unlearn
@@ -33,10 +41,49 @@ def load_oracle(oracle_path, gan_ckpt: dict, device):
     return restore_model(ckpt, "classifier", device).eval()
 
 
+def summary_path(out) -> Path:
+    """Where the JSON summary of a run goes: ``OUT.json``."""
+    return Path(out).with_name(Path(out).name + ".json")
+
+
+def secret_path(out) -> Path:
+    """Where a generated request secret goes: ``OUT.secret`` (mode 0600; the user keeps it)."""
+    return Path(out).with_name(Path(out).name + ".secret")
+
+
+def _request_files(request: ForgetRequest, out, secret: bytes | None, summary: dict | None, write_summary: bool):
+    """The request record, the secret to use, and the side files ``{path: write}`` that land with ``out``:
+    the JSON summary (if asked) and, for an item request without a given secret, a new secret file."""
+    files = {}
+    if request.kind == "item" and secret is None:
+        secret = new_secret()
+        files[secret_path(out)] = ((lambda f: f.write(secret.hex().encode() + b"\n")), 0o600)
+    record = request.describe(secret if request.kind == "item" else None)
+    if summary is not None:
+        summary["request"] = record
+        if request.kind == "item":
+            summary["request_secret"] = str(secret_path(out)) if secret_path(out) in files else "given"
+        if write_summary:
+            files[summary_path(out)] = lambda f: f.write(json_bytes(summary))
+    return record, files
+
+
+def _finite_models(models: dict, what: str) -> None:
+    for role, m in models.items():
+        for name, t in m.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise UserError(f"{what} produced NaN or Inf weights ({role} tensor {name}); nothing was written. "
+                                "Lower the learning rates or loss weights")
+
+
 def unlearn_checkpoint(gan_path, request: ForgetRequest, out, *, oracle_path=None, method: str = "cascaded",
                        config: UnlearnConfig | None = None, data_root=None, download: bool = False,
-                       device="auto", show_progress: bool = True) -> dict:
-    """Unlearn ``request`` from the GAN in ``gan_path`` and write the result to ``out``; returns the summary."""
+                       device="auto", show_progress: bool = True, secret: bytes | None = None,
+                       write_summary: bool = False) -> dict:
+    """Unlearn ``request`` from the GAN in ``gan_path`` and write the result to ``out``; returns the summary.
+
+    An item request is recorded by a keyed commitment under ``secret`` (given, or a new one written to
+    ``OUT.secret``); ``write_summary`` also writes the summary as ``OUT.json``. All of them land together."""
     dev = resolve_device(device)
     ckpt, train = load_gan_and_data(gan_path, data_root, download)
     oracle = load_oracle(oracle_path, ckpt, dev)
@@ -45,19 +92,25 @@ def unlearn_checkpoint(gan_path, request: ForgetRequest, out, *, oracle_path=Non
     result = unlearn(G, D, request, train, method=method, config=config or UnlearnConfig(), oracle=oracle,
                      held_out=held_out, device=dev, show_progress=show_progress)
     s = result.summary
-    record = unlearning_record(request.describe(), method, gan_path, s["config"], s["seconds"],
+    _finite_models({"generator": result.generator, "discriminator": result.discriminator}, f"unlearning ({method})")
+    request_record, files = _request_files(request, out, secret, s, write_summary)
+    record = unlearning_record(request_record, method, gan_path, s["config"], s["seconds"],
                                forget_set_size=s["forget_set_size"], rounds=s["rounds"],
                                stopping_reason=s["stopping_reason"], seconds_by_phase=s["seconds_by_phase"],
                                oracle_sha256=file_sha256(oracle_path) if oracle_path else None)
     new = derived_checkpoint(ckpt, {"generator": result.generator, "discriminator": result.discriminator}, record)
-    save_checkpoint(out, new)
+    save_checkpoint(out, new, together=files)
     return s
 
 
 def retrain_checkpoint(gan_path, request: ForgetRequest, out, *, data_root=None, download: bool = False,
                        device="auto", show_progress: bool = True, resume: bool = False, epochs: int | None = None,
-                       checkpoint_every: int = 500) -> dict:
-    """The gold standard: train from scratch on the retained data with the recipe recorded in ``gan_path``."""
+                       checkpoint_every: int = 500, secret: bytes | None = None, write_summary: bool = False) -> dict:
+    """The gold standard: train from scratch on the retained data with the recipe recorded in ``gan_path``.
+
+    The trainer writes ``out`` (and its resume file and sample grid) as it goes; the final checkpoint with
+    its unlearning record then replaces it together with the summary and secret (see ``unlearn_checkpoint``),
+    and if that fails, the trainer's ``out`` and grid are removed too."""
     dev = resolve_device(device)
     ckpt, train = load_gan_and_data(gan_path, data_root, download)
     forget_idx, retain_idx = request.split(train.labels, train.num_classes)
@@ -68,11 +121,56 @@ def retrain_checkpoint(gan_path, request: ForgetRequest, out, *, data_root=None,
                          samples_path=samples, provenance={"retrain_of": str(gan_path)})
     result = trainer.fit(resume=resume)
     seconds = result["metrics"]["train_seconds"]
-    record = unlearning_record(request.describe(), "retrain", gan_path, asdict(config), seconds,
-                               forget_set_size=len(forget_idx), steps=result["metrics"]["steps"])
-    result = derived_checkpoint(ckpt, result["models"], record, config=result["config"], metrics=result["metrics"],
-                                history=result["history"], dataset={**ckpt["dataset"], "trained_on": dataset_record(retained)})
-    save_checkpoint(out, result)
-    return {"method": "retrain", "request": request.describe(), "forget_set_size": len(forget_idx),
-            "seconds": seconds, "steps": result["metrics"]["steps"], "epochs": config.epochs,
-            "stopping_reason": "epochs done", "config": asdict(config)}
+    summary = {"method": "retrain", "request": None, "forget_set_size": len(forget_idx), "seconds": seconds,
+               "steps": result["metrics"]["steps"], "epochs": config.epochs, "stopping_reason": "epochs done",
+               "config": asdict(config)}
+    try:
+        request_record, files = _request_files(request, out, secret, summary, write_summary)
+        record = unlearning_record(request_record, "retrain", gan_path, asdict(config), seconds,
+                                   forget_set_size=len(forget_idx), steps=result["metrics"]["steps"])
+        result = derived_checkpoint(ckpt, result["models"], record, config=result["config"],
+                                    metrics=result["metrics"], history=result["history"],
+                                    dataset={**ckpt["dataset"], "trained_on": dataset_record(retained)})
+        save_checkpoint(out, result, together=files)
+    except BaseException:
+        for p in (Path(out), samples):  # the trainer's own products of this run must not stand in for the result
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
+    return summary
+
+
+def resolve_request(records: dict, forget_class: int | None, forget_items: str | None,
+                    secret: bytes | None = None) -> tuple[ForgetRequest | None, list[str]]:
+    """The forget request to evaluate checkpoints against, and notes for the user. ``records``: ``{label:
+    unlearning record}`` of the unlearned checkpoints. A request given on the command line is verified
+    against every record (a keyed item record only with ``secret``; without it the note says it could not be
+    verified); without one, the class recorded by the checkpoints is used, and item records, which hold no
+    indices, need the indices given."""
+    recorded = {label: r["request"] for label, r in records.items() if r}
+    notes = []
+    if forget_class is not None or forget_items is not None:
+        request = ForgetRequest.from_options(forget_class, forget_items)
+        unverified = []
+        for label, r in recorded.items():
+            try:
+                ok = request.verify(r, secret)
+            except UserError as exc:
+                raise UserError(f"{label}: {exc}") from None
+            if not ok:
+                unverified.append(label)
+        if unverified:
+            notes.append(f"could not verify the item request against the record of {', '.join(unverified)} "
+                         "(no --request-secret given): evaluating the given indices as they are")
+        return request, notes
+    kinds = {r.get("kind") for r in recorded.values()}
+    if not recorded:
+        return None, notes
+    if kinds == {"class"}:
+        classes = {r.get("class_id") for r in recorded.values()}
+        if len(classes) > 1:
+            raise UserError("the checkpoints were unlearned with different requests; evaluate them separately")
+        return ForgetRequest.for_class(classes.pop()), notes
+    if len(kinds) > 1:
+        raise UserError("the checkpoints were unlearned with different requests; evaluate them separately")
+    raise UserError("item unlearning records no indices: pass --forget-items (and --request-secret to verify them)")
