@@ -157,6 +157,44 @@ def test_a_diverged_model_is_never_written(tmp_path, data_root):
     assert listing(tmp_path) == []
 
 
+def test_a_run_that_diverges_leaves_nothing(tmp_path, gan, data_root, monkeypatch):
+    """Whatever makes a run diverge (a learning rate that is finite but far too large, a loss weight), the
+    result is an error and no file: neither the checkpoint nor its grid, summary or secret."""
+    from trainers.gan import GANTrainer
+
+    from gan_unlearn.workflows import unlearning
+
+    final = GANTrainer.final_checkpoint
+
+    def diverged(self):
+        ckpt = final(self)
+        ckpt["models"]["generator"]["state"]["net.0.weight"].fill_(float("nan"))
+        return ckpt
+
+    monkeypatch.setattr(GANTrainer, "final_checkpoint", diverged)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("train-gan", "--dataset", "mnist", "--data-root", data_root, "--limit", 64, "--epochs", 1,
+                 "--width", 4, "--batch-size", 32, "--quiet", "--out", out / "g.pt")
+    assert_clean_failure(result, "generator tensor net.0.weight holds NaN or Inf")
+    assert listing(out) == []  # no checkpoint, and the sample grid of the diverged run removed
+
+    real_unlearn = unlearning.unlearn
+
+    def unlearn_to_nan(*args, **kwargs):
+        r = real_unlearn(*args, **kwargs)
+        with torch.no_grad():
+            next(r.generator.parameters()).fill_(float("inf"))
+        return r
+
+    monkeypatch.setattr(unlearning, "unlearn", unlearn_to_nan)
+    before = digests(gan)
+    result = run("unlearn", "--gan", gan, "--forget-items", "1,2", "--data-root", data_root, *QUICK,
+                 "--out", out / "u.pt")
+    assert_clean_failure(result, "produced NaN or Inf weights")
+    assert listing(out) == [] and digests(gan) == before
+
+
 def test_summaries_are_strict_json():
     text = json_bytes({"fid": float("nan"), "auc": [0.5, float("inf")], "n": 3}).decode()
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {"fid": None, "auc": [0.5, None],
