@@ -14,6 +14,7 @@ import torch
 
 from gan_unlearn.checkpoint import atomic_write
 from gan_unlearn.data import ImageDataset, cache_dir
+from gan_unlearn import streams
 from gan_unlearn.runtime import eval_mode
 
 from .frechet import GaussianStats, StreamingStats, frechet_distance
@@ -29,7 +30,7 @@ def _stream(extractor, batches) -> GaussianStats:
 def generated_statistics(generator, extractor, num_samples: int, seed: int = 0, batch_size: int = 500,
                          device="cpu") -> GaussianStats:
     """Statistics of ``num_samples`` generated images (seeded latents drawn at once, eval mode)."""
-    z = generator.sample_latents(num_samples, torch.Generator().manual_seed(seed))
+    z = generator.sample_latents(num_samples, streams.generator(seed, "evaluate.latents"))
 
     def batches():
         with torch.no_grad():

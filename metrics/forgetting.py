@@ -5,23 +5,24 @@ from __future__ import annotations
 
 import torch
 
+from gan_unlearn import streams
 from gan_unlearn.runtime import batched, eval_mode
 
 
 @torch.no_grad()
 def class_share(generator, oracle, class_id: int, num_samples: int = 10000, seed: int = 0, device="cpu",
-                precision: str = "fp32", batch_size: int = 1000) -> float:
-    """Share of ``num_samples`` generated images (seeded latents, eval mode) that the oracle assigns to
-    ``class_id``: the forget rate of class unlearning."""
-    counts = class_histogram(generator, oracle, num_samples, seed, device, precision, batch_size)
+                precision: str = "fp32", batch_size: int = 1000, stream: str = "evaluate.latents") -> float:
+    """Share of ``num_samples`` generated images (latents of ``stream``, eval mode) that the oracle assigns
+    to ``class_id``: the forget rate of class unlearning."""
+    counts = class_histogram(generator, oracle, num_samples, seed, device, precision, batch_size, stream)
     return (counts[class_id] / counts.sum()).item()
 
 
 @torch.no_grad()
 def class_histogram(generator, oracle, num_samples: int = 10000, seed: int = 0, device="cpu",
-                    precision: str = "fp32", batch_size: int = 1000) -> torch.Tensor:
-    """How many of ``num_samples`` generated images the oracle assigns to each class."""
-    z = generator.sample_latents(num_samples, torch.Generator().manual_seed(seed))
+                    precision: str = "fp32", batch_size: int = 1000, stream: str = "evaluate.latents") -> torch.Tensor:
+    """How many of ``num_samples`` generated images (latents of ``stream``) the oracle assigns to each class."""
+    z = generator.sample_latents(num_samples, streams.generator(seed, stream))
     with eval_mode(generator, oracle):
         preds = batched(lambda v: oracle(generator(v)), z, batch_size, device, precision).argmax(1)
     return torch.bincount(preds, minlength=oracle.num_classes)

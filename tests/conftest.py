@@ -78,6 +78,19 @@ def tiny_oracle_ckpt(tmp_path_factory, data_root):
 
 
 @pytest.fixture(scope="session")
+def tiny_judge_ckpt(tmp_path_factory, data_root):
+    """An independent judge: another seed, another width and other images than the tiny oracle."""
+    from gan_unlearn.data import load_dataset
+    from trainers.classifier import ClassifierConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("tiny_judge") / "judge.pt"
+    data = load_dataset("mnist", "train", data_root).subset(range(6000, 10000))
+    train_classifier(data, ClassifierConfig(epochs=1, hidden=32, seed=7), torch.device("cpu"), out,
+                     show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_gan_top_class(tiny_gan_ckpt, tiny_oracle_ckpt):
     """The class the tiny GAN generates most often (by the tiny oracle): one it can be asked to forget."""
     from gan_unlearn.checkpoint import load_checkpoint, restore_model

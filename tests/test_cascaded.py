@@ -11,7 +11,7 @@ from gan_unlearn.data import load_dataset
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.models import Discriminator
 from metrics.forgetting import discriminator_scores
-from trainers.unlearning import CascadedUnlearning, UnlearnConfig, unlearn
+from trainers.unlearning import METHODS, CascadedUnlearning, UnlearnConfig, unlearn
 from gan_unlearn.neighbours import nearest_neighbours
 from trainers.latents import LatentPool, substitutes
 
@@ -100,11 +100,12 @@ def tiny(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
 def test_stopping_rule_reached_and_budget(tiny, tiny_gan_top_class):
     G, D, C, train, test = tiny
     req = ForgetRequest.for_class(tiny_gan_top_class)
-    done = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig.of(**FAST, max_rounds=20, min_rounds=2, check_every=2,
-                                                                   forget_target=1.0))
+    mechanics = dict(FAST, min_class_keep=0.0)  # the collapse check has tests of its own
+    done = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig.of(**mechanics, max_rounds=20, min_rounds=2,
+                                                                       check_every=2, forget_target=1.0))
     assert done.summary["stopping_reason"] == "forget metric reached" and done.summary["rounds"] == 2
-    budget = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig.of(**FAST, max_rounds=4, min_rounds=2, check_every=2,
-                                                                     forget_target=-1.0))
+    budget = unlearn(G, D, req, train, oracle=C, config=UnlearnConfig.of(**mechanics, max_rounds=4, min_rounds=2,
+                                                                         check_every=2, forget_target=0.0))
     assert budget.summary["stopping_reason"] == "step budget" and budget.summary["rounds"] == 4
     assert [h["round"] for h in budget.summary["history"]] == [2, 4]
     assert set(budget.summary["seconds_by_phase"]) >= {"prepare", "discriminator", "generator", "checks"}
@@ -113,11 +114,81 @@ def test_stopping_rule_reached_and_budget(tiny, tiny_gan_top_class):
 def test_item_stopping_rule_compares_with_held_out_images(tiny):
     G, D, C, train, test = tiny
     req = ForgetRequest.for_items(range(0, 512, 16))
-    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**FAST, d_warmup=10, min_rounds=1,
-                                                                                 check_every=1, max_rounds=30))
+    cfg = dict(FAST, d_warmup=10, min_rounds=1, check_every=1, max_rounds=30)
+    # with the collapse check off, the rule is "D's score on the items at or below its held-out score"
+    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**cfg, max_real_accuracy_drop=1.0))
     after = r.summary["after"]
-    assert r.summary["stopping_reason"] == "forget metric reached"
+    assert r.summary["stopping_reason"] == "forget metric reached" and r.summary["forgotten"]
     assert after["d_score_forgotten"] <= after["d_score_held_out"]
+    # by default it cannot be met by a D that got there by rejecting held-out real images too
+    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**cfg))
+    before, after = r.summary["before"], r.summary["after"]
+    assert after["d_real_accuracy"] >= before["d_real_accuracy"] - 0.1
+    if r.summary["stopping_reason"] != "forget metric reached":
+        assert "D accepts" in r.summary["stopping_reason"] and not r.summary["forgotten"]
+
+
+class _ConstantGenerator(torch.nn.Module):
+    """Every latent gives the same image: a generator collapsed to one mode."""
+
+    latent_dim = 16
+
+    def __init__(self, image):
+        super().__init__()
+        self.image = image
+
+    def sample_latents(self, n, generator=None, device=None):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def forward(self, z):
+        return self.image.expand(len(z), *self.image.shape[1:]).to(z.device)
+
+
+class _RejectAll(torch.nn.Module):
+    """A discriminator that calls every image fake."""
+
+    def forward(self, x):
+        return torch.full((len(x),), -10.0, device=x.device)
+
+
+def test_a_collapsed_generator_cannot_meet_the_class_stopping_rule(tiny):
+    """The finetune baseline stopped with "forget metric reached" once its generator had collapsed to one
+    digit; a share of zero from a generator that shows no other class either is not forgetting."""
+    G, D, C, train, test = tiny
+    blank = -torch.ones(1, 1, 28, 28)
+    shown = C(blank).argmax(1).item()
+    forget = (shown + 1) % 10
+    for method in ("finetune", "cascaded"):
+        m = METHODS[method](G, D, ForgetRequest.for_class(forget), train, UnlearnConfig.of(**FAST), oracle=C)
+        m.reference = {"shares": [0.1] * 10, "d_real_accuracy": None}
+        m.G_ema = _ConstantGenerator(blank)
+        metric = m.forget_metric()
+        assert metric["class_share"] == 0.0
+        assert not metric["satisfied"] and "below 0.5x their original share" in metric["degenerate"]
+
+
+def test_a_discriminator_that_rejects_real_images_cannot_meet_the_item_stopping_rule(tiny):
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, UnlearnConfig.of(**FAST), oracle=C,
+                            held_out=test)
+    m.reference = {"shares": [], "d_real_accuracy": 0.8}
+    m.D = _RejectAll()
+    metric = m.forget_metric()
+    assert metric["d_score_forgotten"] <= metric["d_score_held_out"]  # the old rule would call this forgotten
+    assert metric["d_real_accuracy"] == 0.0 and not metric["satisfied"] and "D accepts 0%" in metric["degenerate"]
+
+
+def test_unlearning_stops_on_the_stopping_half_of_the_held_out_split(tiny):
+    from gan_unlearn.heldout import held_out_split
+
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, UnlearnConfig.of(**FAST), oracle=C,
+                            held_out=test)
+    split = held_out_split(len(test))
+    stop = test.batch(split["stop"][:FAST["held_out"]])
+    assert torch.equal(m.held_out_images, stop)
+    assert set(split["stop"].tolist()).isdisjoint(split["report"].tolist())
+    assert len(split["stop"]) + len(split["report"]) == len(test)
 
 
 def test_inputs_are_never_modified(tiny, tiny_gan_top_class):
@@ -160,7 +231,9 @@ def test_cli_unlearn_records_the_request_and_leaves_the_original_byte_identical(
                  "--precision", "fp32", "--quiet", "--out", tmp_path / "i.pt")
     assert result.exit_code == 0, result.output
     u = load_checkpoint(tmp_path / "i.pt")["unlearning"]
-    assert u["request"] == {"kind": "item", "hash": ForgetRequest.for_items([3, 5, 8, 13, 21]).hash(), "num_items": 5}
+    assert u["request"]["kind"] == "item" and u["request"]["num_items"] == 5 and "hash" not in u["request"]
+    secret = bytes.fromhex((tmp_path / "i.pt.secret").read_text().strip())
+    assert ForgetRequest.for_items([3, 5, 8, 13, 21]).verify(u["request"], secret)
     assert "[3, 5, 8, 13, 21]" not in json.dumps(load_checkpoint(tmp_path / "i.pt")["unlearning"])
 
 
@@ -194,7 +267,7 @@ def test_other_refusals(tmp_path, tiny_gan_ckpt, tiny_oracle_ckpt, data_root, ci
     assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--data-root", data_root,
                              "--out", tmp_path / "u.pt"), "needs an oracle")
     assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--oracle", tiny_oracle_ckpt,
-                             "--data-root", data_root, "--out", tiny_gan_ckpt), "is the input checkpoint")
+                             "--data-root", data_root, "--out", tiny_gan_ckpt), "is the input")
     assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--oracle", tiny_oracle_ckpt,
                              "--set", "lr_g=fast", "--data-root", data_root, "--out", tmp_path / "u.pt"),
                          "is not a valid float")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from gan_unlearn import streams
 from gan_unlearn.errors import UserError
 from gan_unlearn.neighbours import nearest_neighbours
 from gan_unlearn.runtime import batched, frozen
@@ -30,7 +31,7 @@ class LatentPool:
     @classmethod
     def draw(cls, G0, size: int, feature_fn, seed: int, device, precision: str = "fp32",
              batch_size: int = 256) -> "LatentPool":
-        z = G0.sample_latents(size, torch.Generator().manual_seed(seed))
+        z = G0.sample_latents(size, streams.generator(seed, "unlearn.pool"))
         images = batched(G0, z, batch_size, device, precision)
         return cls(z, images, batched(feature_fn, images, batch_size, device, precision))
 

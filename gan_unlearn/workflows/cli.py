@@ -701,6 +701,9 @@ def entry_point(argv=None) -> None:
 @click.option("--request-secret", "secret_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The secret file written by 'unlearn' (OUT.secret): verifies --forget-items against the "
                    "checkpoints' request records (without it they are evaluated but not verified).")
+@click.option("--judge", "judge_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Independent judge classifier (trained separately: another --seed and --hidden than the "
+                   "oracle): reads the forget rate a second time and gives a second FID in its features.")
 @click.option("--extractor", type=click.Choice(list(_extractors())), default="classifier", show_default=True,
               help="FID features: " + _choices_help(_extractors()) + ".")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
@@ -715,7 +718,7 @@ def entry_point(argv=None) -> None:
 @data_options
 @run_options
 @user_errors
-def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, secret_path, extractor,
+def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, secret_path, judge_path, extractor,
                  inception_weights, lpips_backbone, samples, downstream_samples, out_dir, data_root, download, device,
                  seed, quiet):
     """Measure GAN checkpoints side by side: FID, forget rate or item memorisation, membership AUC,
@@ -732,7 +735,7 @@ def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, secret_pa
         raise UserError(f"--out-dir {out_dir} is not an existing folder")
     grids = evaluate.grid_paths(list(checkpoints), out_dir) if hasattr(evaluate, "grid_paths") else \
         [out_dir / f"{Path(p).stem}_samples.png" for p in checkpoints]
-    inputs = input_files(*checkpoints, oracle_path, inception_weights, lpips_backbone,
+    inputs = input_files(*checkpoints, oracle_path, judge_path, inception_weights, lpips_backbone,
                          item_file(forget_items), secret_path)
     names = {checkpoint_dataset(p) for p in checkpoints}
     check_outputs([out_dir / "report.json", out_dir / "report.md", *grids],
@@ -742,7 +745,7 @@ def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, secret_pa
     request, notes = resolve_request(records, forget_class, forget_items, secret)
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    settings = EvalSettings(samples=samples, seed=seed,
+    settings = EvalSettings(samples=samples, seed=seed, judge=str(judge_path) if judge_path else None,
                             extractor=extractor, inception_weights=inception_weights,
                             downstream_samples=downstream_samples, lpips_backbone=lpips_backbone)
     report = evaluate_checkpoints(list(checkpoints), oracle_path, request=request, settings=settings,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from gan_unlearn import streams
 from gan_unlearn.checkpoint import restore_model
 from gan_unlearn.data import ImageDataset, to_uint8
 from gan_unlearn.runtime import eval_mode
@@ -34,7 +35,7 @@ def per_class_synthetic(generator, oracle, per_class: int, skip_classes=(), seed
     k = oracle.num_classes
     wanted = [c for c in range(k) if c not in set(skip_classes)]
     max_draws = max_draws or 20 * per_class * k
-    rng = torch.Generator().manual_seed(seed)
+    rng = streams.generator(seed, "augment.latents")
     kept_x, kept_y = [], []
     counts = torch.zeros(k, dtype=torch.long)
     drawn_per_class = torch.zeros(k, dtype=torch.long)

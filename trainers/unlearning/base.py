@@ -21,8 +21,11 @@ import torch
 from gan_unlearn.data import ImageDataset
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest
-from gan_unlearn.runtime import autocast, frozen, progress, resolve_device, to_memory_format
-from metrics.forgetting import class_share, discriminator_scores
+from gan_unlearn.heldout import held_out_split, split_record
+from gan_unlearn.runtime import (autocast, batched, frozen, progress, resolve_device, resolve_precision,
+                                 to_memory_format)
+from gan_unlearn.streams import generator as stream
+from metrics.forgetting import class_histogram, discriminator_scores
 
 from ..gan import make_optimizer
 from ..losses import bce
@@ -70,6 +73,7 @@ class GANUnlearningMethod:
                  device="cpu", show_progress: bool = True):
         self.config = c = (config or UnlearnConfig()).validate()
         self.device = resolve_device(device)
+        self.precision, self.precision_reason = resolve_precision(c.precision, self.device)
         self.request, self.train_set = request, train_set
         self.forget_idx, self.retain_idx = request.split(train_set.labels, train_set.num_classes)
         if request.kind == "class" and oracle is None:
@@ -86,14 +90,17 @@ class GANUnlearningMethod:
         self.opt_g = make_optimizer(self.G.parameters(), t.lr_g, t.beta1, t.beta2)
         self.oracle = oracle.to(self.device).eval() if oracle is not None else None
         self.show_progress = show_progress
-        self.rng = torch.Generator().manual_seed(c.seed)
+        self.rng = stream(c.seed, "unlearn.steps")
         self.timer = PhaseTimer(self.device)
         self.forget_images = train_set.batch(self.forget_idx)
-        self.held_out_images = None
-        if request.kind == "item":
-            pick = torch.randperm(len(held_out), generator=torch.Generator().manual_seed(c.seed))
-            self.held_out_images = held_out.batch(pick[:c.stopping.held_out])
-        self.targets: dict | None = None  # latents and images a method trains on; the guard needs z_keep/keep_images
+        self.held_out_images, self.held_out_record = None, None
+        if request.kind == "item":  # only the stopping part of the held-out split: reports use the other part
+            split = held_out_split(len(held_out))
+            self.held_out_images = held_out.batch(split["stop"][:c.stopping.held_out])
+            self.held_out_record = split_record(split)
+        self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
+        self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
+        self.reference: dict | None = None  # the original models' stopping-rule readings
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -119,26 +126,65 @@ class GANUnlearningMethod:
         return self.oracle.features(images) if self.oracle is not None else images.flatten(1)
 
     def forget_metric(self) -> dict:
-        """The stopping rule's measurement on the current models."""
-        c = self.config
-        if self.request.kind == "class":
-            share = class_share(self.output_generator, self.oracle, self.request.class_id, c.stopping.check_samples,
-                                seed=c.seed + 17, device=self.device, precision=c.precision)
-            return {"class_share": share, "satisfied": share <= c.stopping.forget_target}
-        forgotten = discriminator_scores(self.D, self.forget_images, self.device, c.precision).mean().item()
-        held = discriminator_scores(self.D, self.held_out_images, self.device, c.precision).mean().item()
-        return {"d_score_forgotten": forgotten, "d_score_held_out": held, "satisfied": forgotten <= held}
+        """The stopping rule's measurement on the current models, with whether it is satisfied and, if not
+        satisfiable, why the generator (or discriminator) counts as degenerate."""
+        c, stop = self.config, self.config.stopping
+        out, degenerate = {}, []
+        if self.oracle is not None:
+            hist = class_histogram(self.output_generator, self.oracle, stop.check_samples, seed=c.seed,
+                                   device=self.device, precision=self.precision, stream="unlearn.check").double()
+            shares = hist / hist.sum()
+            if self.request.kind == "class":
+                out["class_share"] = shares[self.request.class_id].item()
+            if self.reference is not None:
+                lost = [k for k, (now, before) in enumerate(zip(shares.tolist(), self.reference["shares"]))
+                        if not (self.request.kind == "class" and k == self.request.class_id)
+                        and now < stop.min_class_keep * before]
+                if lost:
+                    degenerate.append(f"classes {lost} below {stop.min_class_keep:g}x their original share")
+            out["shares"] = shares
+        if self.request.kind == "item":
+            forgotten = discriminator_scores(self.D, self.forget_images, self.device, self.precision)
+            held = discriminator_scores(self.D, self.held_out_images, self.device, self.precision)
+            out.update(d_score_forgotten=forgotten.mean().item(), d_score_held_out=held.mean().item(),
+                       d_real_accuracy=(held > 0.5).float().mean().item())
+            if self.reference is not None and \
+                    out["d_real_accuracy"] < self.reference["d_real_accuracy"] - stop.max_real_accuracy_drop:
+                degenerate.append(f"D accepts {100 * out['d_real_accuracy']:.0f}% of held-out real images "
+                                  f"(originally {100 * self.reference['d_real_accuracy']:.0f}%)")
+            reached = out["d_score_forgotten"] <= out["d_score_held_out"]
+        else:
+            reached = out["class_share"] <= stop.forget_target
+        out["degenerate"] = "; ".join(degenerate) or None
+        out["satisfied"] = reached and not degenerate
+        return out
+
+    @staticmethod
+    def reported(metric: dict) -> dict:
+        """A metric as the summary records it (no tensors, no verdict)."""
+        return {k: v for k, v in metric.items() if k not in ("satisfied", "shares")}
 
     @torch.no_grad()
-    def preservation_drift(self, count: int = 256) -> float | None:
-        """Mean absolute pixel change of the output generator on retained latents (images in [-1, 1]).
-        Small while retained content is kept (about 0.05 to 0.1 on MNIST); a collapse (for example to
-        blank images, which a too-large learning rate on a young GAN causes) gives 0.3 or more."""
-        t = self.targets
-        if t is None or len(t["z_keep"]) == 0:
+    def prepare_guard(self, count: int = 256) -> None:
+        """Retained latents (their own stream) and the original generator's images of them: the drift guard
+        watches how far the output generator moves on them, for every method."""
+        c = self.config
+        z = self.G0.sample_latents(count, stream(c.seed, "unlearn.guard"))
+        images = batched(self.G0, z, 256, self.device, self.precision)
+        if self.request.kind == "class":
+            keep = batched(self.oracle, images, 256, self.device, self.precision).argmax(1) != self.request.class_id
+            z, images = z[keep], images[keep]
+        self.guard = {"z": z, "images": images}
+
+    @torch.no_grad()
+    def preservation_drift(self) -> float | None:
+        """Mean absolute pixel change of the output generator on the guard's retained latents (images in
+        [-1, 1]). Small while retained content is kept (about 0.05 to 0.1 on MNIST); a collapse (for example
+        to blank images, which a too-large learning rate on a young GAN causes) gives 0.3 or more."""
+        if self.guard is None or len(self.guard["z"]) == 0:
             return None
-        z, ref = t["z_keep"][:count].to(self.device), t["keep_images"][:count].to(self.device)
-        with autocast(self.device, self.config.precision):
+        z, ref = self.guard["z"].to(self.device), self.guard["images"].to(self.device)
+        with autocast(self.device, self.precision):
             out = self.output_generator(z).float()
         return (out - ref.float()).abs().mean().item()
 
@@ -151,11 +197,14 @@ class GANUnlearningMethod:
     def _snapshot(self) -> dict:
         return {k: copy.deepcopy(m.state_dict()) for k, m in self._models().items()}
 
-    def _back_off(self, snapshot: dict, backoffs: int) -> float:
-        """Return to the last state that kept retained content and halve both learning rates again."""
+    def _load(self, snapshot: dict) -> None:
         models = self._models()
         for k, state in snapshot.items():
             models[k].load_state_dict(state)
+
+    def _back_off(self, snapshot: dict, backoffs: int) -> float:
+        """Return to the last state that kept retained content and halve both learning rates again."""
+        self._load(snapshot)
         scale = 0.5 ** backoffs
         for opt, lr in ((self.opt_g, self.config.training.lr_g), (self.opt_d, self.config.training.lr_d)):
             for group in opt.param_groups:
@@ -174,7 +223,7 @@ class GANUnlearningMethod:
         c = self.config
         batch = self.discriminator_batch()
         z = self.G.sample_latents(c.training.batch_size, self.rng, self.device)
-        with autocast(self.device, c.precision):
+        with autocast(self.device, self.precision):
             with torch.no_grad():
                 fake = self.G(z)
             loss = self.discriminator_loss(batch, fake)
@@ -187,7 +236,7 @@ class GANUnlearningMethod:
         c = self.config
         z = self.G.sample_latents(c.training.batch_size, self.rng, self.device)
         with frozen(self.D):  # gradients through D to the generator, none for D's weights
-            with autocast(self.device, c.precision):
+            with autocast(self.device, self.precision):
                 loss = self.generator_loss(z)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -212,13 +261,16 @@ class GANUnlearningMethod:
     def run(self) -> UnlearningResult:
         c, t, stop, guard = self.config, self.config.training, self.config.stopping, self.config.guard
         before = self.forget_metric()  # measured outside the timed procedure: it is the report's baseline
+        self.reference = {"shares": before.get("shares", torch.empty(0)).tolist(),
+                          "d_real_accuracy": before.get("d_real_accuracy")}
         with self.timer("prepare"):
+            self.prepare_guard()
             counts = self.prepare()
+        snapshot, healthy_round = self._snapshot(), 0  # the original models: healthy by definition
         with self.timer("discriminator"):
             for _ in range(t.d_warmup):  # lets D learn the fake label before G follows its gradient
                 self.discriminator_step()
         history, reason, rounds, backoffs = [], "step budget", 0, 0
-        snapshot = self._snapshot() if self.targets is not None else None
         bar = progress(range(stop.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
         for r in bar:
             with self.timer("discriminator"):
@@ -232,31 +284,41 @@ class GANUnlearningMethod:
                     metric = self.forget_metric()
                     drift = self.preservation_drift()
                 history.append({"round": rounds, "loss_d": round(loss_d, 4), "loss_g": round(loss_g, 4),
-                                **{k: v for k, v in metric.items() if k != "satisfied"}})
+                                **self.reported(metric)})
                 if drift is not None:
                     history[-1]["drift"] = round(drift, 4)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items() if k != "round"}, refresh=False)
-                if drift is not None and drift > guard.max_drift and backoffs < guard.max_backoffs:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
+                                 if k != "round" and isinstance(v, float)}, refresh=False)
+                unhealthy = (drift is not None and drift > guard.max_drift) or metric["degenerate"] is not None
+                if unhealthy and backoffs < guard.max_backoffs:
                     with self.timer("checks"):  # the guard: retained content is going, so step back
                         backoffs += 1
                         history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
                     continue
-                if snapshot is not None:
+                if not unhealthy:
                     with self.timer("checks"):
-                        snapshot = self._snapshot()
+                        snapshot, healthy_round = self._snapshot(), rounds
                 if metric["satisfied"]:
                     reason = "forget metric reached"
                     break
         bar.close()
         after = self.forget_metric()
+        restored = None
+        drift = self.preservation_drift()
+        if after["degenerate"] is not None or (drift is not None and drift > guard.max_drift):
+            restored = {"round": healthy_round, "why": after["degenerate"] or f"drift {drift:.3f}"}
+            self._load(snapshot)  # hand back the last state that passed the guard, never a degenerate one
+            after = self.forget_metric()
+            reason += f"; degenerate at the end ({restored['why']}), returned the state of round {healthy_round}"
         summary = {
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
             "rounds": rounds, "backoffs": backoffs, "d_steps": t.d_warmup + rounds * t.d_steps,
-            "g_steps": rounds * t.g_steps, "stopping_reason": reason, "seconds": round(self.timer.total(), 3),
+            "g_steps": rounds * t.g_steps, "stopping_reason": reason, "forgotten": bool(after["satisfied"]),
+            "restored_healthy_state": restored, "seconds": round(self.timer.total(), 3),
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
-            "before": {k: v for k, v in before.items() if k != "satisfied"},
-            "after": {k: v for k, v in after.items() if k != "satisfied"},
-            "history": history, **counts, "config": asdict(c),
+            "before": self.reported(before), "after": self.reported(after),
+            "held_out_split": self.held_out_record, "history": history, **counts, "config": asdict(c),
+            "runtime": {"precision": self.precision, "precision_reason": self.precision_reason},
         }
         return UnlearningResult(self.output_generator.to(memory_format=torch.contiguous_format).cpu().eval(),
                                 self.D.to(memory_format=torch.contiguous_format).cpu().eval(), summary)

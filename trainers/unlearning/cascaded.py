@@ -25,24 +25,24 @@ class CascadedUnlearning(GANUnlearningMethod):
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
         c, s = self.config, self.config.substitution
-        pool = LatentPool.draw(self.G0, s.pool_size, self.feature_fn, c.seed, self.device, c.precision)
+        pool = LatentPool.draw(self.G0, s.pool_size, self.feature_fn, c.seed, self.device, self.precision)
         if self.request.kind == "class":
             forgotten, retained = class_forget_mask(pool, self.oracle, self.request.class_id, s.class_threshold)
             z_forget, forget_feats = pool.z[forgotten], pool.features[forgotten]
         else:
-            item_feats = batched(self.feature_fn, self.forget_images, 1000, self.device, c.precision)
+            item_feats = batched(self.feature_fn, self.forget_images, 1000, self.device, self.precision)
             idx, items, retained = item_forget_latents(pool, item_feats, s.item_neighbours)
             z_forget, forget_feats = pool.z[idx], pool.features[idx]
             if s.invert_steps > 0:
                 z_forget = invert(self.G0, z_forget, self.forget_images[items], s.invert_steps, s.invert_lr,
                                   self.device)
                 forget_feats = batched(lambda z: self.feature_fn(self.G0(z)), z_forget, 1000, self.device,
-                                       c.precision)
+                                       self.precision)
         real, real_feats = None, None
         if s.kind == "nearest-real":
             pick = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.rng)[:s.target_pool]]
             real = self.train_set.batch(pick)
-            real_feats = batched(self.feature_fn, real, 1000, self.device, c.precision)
+            real_feats = batched(self.feature_fn, real, 1000, self.device, self.precision)
         # a generator that never shows the class leaves nothing to substitute; the fake label still applies
         subs = substitutes(s.kind, pool, retained, z_forget, forget_feats, real, real_feats) if len(z_forget) else None
         if c.cascade.focus_fraction > 0:
