@@ -33,14 +33,14 @@ def machine(device: str = "cpu") -> dict:
 
 
 def ensure_oracle(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool,
-                  device: str = "cpu") -> dict:
+                  device: str = "cpu", hidden: int = 512) -> dict:
     """Train the oracle into ``path`` unless it exists; returns {"path", "seconds" (None if reused)}."""
     if path.exists() and not fresh:
         log(f"oracle: reusing {path}")
         return {"path": path, "seconds": None, "reused": True}
     log(f"oracle: training {epochs} epoch(s) on {dataset}")
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
-    ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed), torch.device(device), path,
+    ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed, hidden=hidden), torch.device(device), path,
                             test_set=test, show_progress=not quiet)
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False,
             "test_accuracy": ckpt["metrics"]["test_accuracy"]}
