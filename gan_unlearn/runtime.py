@@ -125,15 +125,15 @@ def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, 
 
 def resolve_channels_last(value: bool | str, device: torch.device | str, precision: str) -> tuple[bool, str]:
     """``(channels_last, reason)``; ``auto`` follows what was measured for this project's DCGAN (see the
-    README's throughput section): channels_last for bf16 on CPUs and for CUDA; the default layout for fp32 on
-    CPUs, where it measured no faster. ``True``/``False`` are kept as given."""
+    README's throughput section): channels_last for bf16 on CPUs (oneDNN's bf16 convolutions run NHWC); on
+    CUDA the default layout. ``True``/``False`` are kept as given."""
     if isinstance(value, bool):
         return value, f"channels_last={value} requested"
     if value != "auto":
         raise UserError(f"channels_last must be true, false or auto, not {value!r}")
     device = torch.device(device)
-    if device.type == "cuda":
-        return True, "auto: channels_last on CUDA"
+    if device.type == "cuda":  # measured on an H100: bf16 8224 vs 7083 images/s, fp32 10373 vs 8328 (NCHW vs NHWC)
+        return False, "auto: default layout on CUDA (channels_last measured slower for this DCGAN)"
     if precision == "bf16":
         return True, "auto: channels_last with bf16 on CPU (oneDNN's bf16 convolutions are NHWC)"
     return False, "auto: default layout for fp32 on CPU (channels_last measured no faster)"

@@ -71,9 +71,16 @@ def assert_same_weights(a: dict, b: dict, atol=2e-5, rtol=1e-4):
 
 @pytest.fixture(scope="module")
 def single_gan(tmp_path_factory, data_root):
+    """The reference, one thread like each torchrun worker (OMP_NUM_THREADS=1): no thread-count-dependent
+    summation order on top of the half-batch one."""
     out = tmp_path_factory.mktemp("one") / "gan.pt"
-    return train_gan(load_dataset("mnist[:256]", "train", data_root), GANConfig(**GAN), CPU, out,
-                     show_progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_gan(load_dataset("mnist[:256]", "train", data_root), GANConfig(**GAN), CPU, out,
+                         show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_two_processes_train_the_gan_one_process_trains(tmp_path, data_root, single_gan):
@@ -108,6 +115,7 @@ def test_unsynced_batchnorm_would_differ(tmp_path, data_root, single_gan):
 def test_two_processes_train_the_classifier_one_process_trains(tmp_path, data_root):
     config = dict(epochs=1, batch_size=50, hidden=32, dropout=0.0, seed=2)  # dropout masks are per process
     data = load_dataset("mnist[:500]", "train", data_root)
+    torch.set_num_threads(1)  # like each worker (the conftest restores the count after every test)
     one = train_classifier(data, ClassifierConfig(**config), CPU, tmp_path / "one.pt", show_progress=False)
     torchrun(tmp_path, "classifier", "mnist[:500]", data_root, config, tmp_path / "two.pt")
     assert_same_weights(one, load_checkpoint(tmp_path / "two.pt", kind="classifier"))
