@@ -83,6 +83,7 @@ def accuracy_on(model, ds) -> float:
 def summarise(values: dict[tuple[int, int], float], higher_is_worse: bool) -> dict:
     """values keyed (seed, class) -> mean +- sd over seeds of the class mean; worst class and range of the
     seed-averaged class values."""
+    values = {k: v for k, v in values.items() if v == v}  # NaN: undefined there (e.g. no SPD sample of a class)
     seeds = sorted({s for s, _ in values})
     classes = sorted({c for _, c in values})
     per_seed = [statistics.fmean(values[s, c] for c in classes if (s, c) in values) for s in seeds]
@@ -90,7 +91,18 @@ def summarise(values: dict[tuple[int, int], float], higher_is_worse: bool) -> di
     worst = (max if higher_is_worse else min)(per_class, key=per_class.get)
     return {"mean": statistics.fmean(per_seed), "sd": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
             "worst_class": worst, "worst": per_class[worst], "min": min(per_class.values()),
-            "max": max(per_class.values()), "per_class": per_class, "n_seeds": len(seeds)}
+            "max": max(per_class.values()), "per_class": per_class, "n_seeds": len(seeds),
+            "n_classes": len(classes)}
+
+
+def resummarise(result: dict) -> None:
+    """Recompute every summary of a dataset's result from its raw per-(seed, class) values."""
+    higher_worse = {k: hw for k, _, hw in COLUMNS}
+    for name, row in result["rows"].items():
+        for k, raw in row["raw"].items():
+            vals = {tuple(int(i) for i in key.split(",")): float(v) for key, v in raw.items()}
+            if any(v == v for v in vals.values()):
+                row[k] = summarise(vals, higher_worse.get(k, False))
 
 
 def run_dataset(args, dataset: str) -> dict:
@@ -176,12 +188,12 @@ def run_dataset(args, dataset: str) -> dict:
     higher_worse = {k: hw for k, _, hw in COLUMNS}
     for name, metrics in values.items():
         result["rows"][name] = {k: summarise(v, higher_worse.get(k, False)) for k, v in metrics.items()
-                                if not all(x != x for x in v.values())}
+                                if any(x == x for x in v.values())}
         result["rows"][name]["zero_shot"] = getattr(METHODS.get(name), "zero_shot", None)
         result["rows"][name]["raw"] = {k: {f"{s},{c}": x for (s, c), x in v.items()} for k, v in metrics.items()}
     for name, metrics in instance_rows.items():
         result["instance_rows"][name] = {k: summarise(v, False) for k, v in metrics.items()
-                                         if not all(x != x for x in v.values())}
+                                         if any(x == x for x in v.values())}
     if checks:
         result["path_perturbation_summary"] = {
             "all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
@@ -234,9 +246,12 @@ def tables(result: dict) -> str:
                          f"{fmt(s, 'acc_class_test', True)} | {fmt(s, 'acc_other_test', True)} | "
                          f"{fmt(s, 'steps', False) if name.startswith('l2ul') else '-'} | {fmt(s, 'seconds', False)} |")
     sp = result["spd_gan"]
+    spd_cov = rows.get("original", {}).get("spd_fr", {}).get("n_classes")
     lines += ["", f"SPD-GAN: {sp['accepted']}/{sp['candidates']} perturbed training images in band "
                   f"(max pixel change {sp['band']['eps']}, RMS >= {sp['band']['min_rms']}, judge-feature distance <= "
-                  f"{sp['band']['feature_ratio']} x the class's median nearest-neighbour distance, judge keeps the label)"]
+                  f"{sp['band']['feature_ratio']} x the class's median nearest-neighbour distance, judge keeps the label); "
+                  f"pass rates {', '.join(f'{k} {100 * v:.0f}%' for k, v in sp.get('pass_rates', {}).items())}; SPD FR "
+                  f"averages the {spd_cov} classes with in-band samples"]
     if "path_perturbation_summary" in result:
         p = result["path_perturbation_summary"]
         lines.append(f"Path perturbation over every (seed, class): worst forgotten-class test accuracy "
@@ -262,7 +277,19 @@ def main() -> None:
     p.add_argument("--out-dir", default="runs/bench_clf")
     p.add_argument("--json", default=str(REPO / "scripts" / "results" / "bench_classifier_unlearning.json"))
     p.add_argument("--quick", action="store_true", help="MNIST, classes 0 and 1, seed 0, 8 and 32 instances")
+    p.add_argument("--retable", action="store_true",
+                   help="recompute the summaries and tables of the --json file from its raw values; run nothing")
     args = p.parse_args()
+    if args.retable:
+        out = Path(args.json)
+        results = json.loads(out.read_text())
+        for r in results["datasets"].values():
+            resummarise(r)
+        md = "\n\n".join(tables(r) for r in results["datasets"].values())
+        atomic_write(out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+        atomic_write(out.with_suffix(".md"), lambda f: f.write((md + "\n").encode()))
+        print(md)
+        return
     if args.quick:
         args.datasets, args.classes, args.seeds, args.instances = "mnist", args.classes or "0,1", "0", "8,32"
         args.json = args.json.replace(".json", "_quick.json")
