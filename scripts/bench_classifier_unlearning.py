@@ -98,11 +98,37 @@ def summarise(values: dict[tuple[int, int], float], higher_is_worse: bool) -> di
 def resummarise(result: dict) -> None:
     """Recompute every summary of a dataset's result from its raw per-(seed, class) values."""
     higher_worse = {k: hw for k, _, hw in COLUMNS}
-    for name, row in result["rows"].items():
-        for k, raw in row["raw"].items():
-            vals = {tuple(int(i) for i in key.split(",")): float(v) for key, v in raw.items()}
-            if any(v == v for v in vals.values()):
-                row[k] = summarise(vals, higher_worse.get(k, False))
+    for group in ("rows", "instance_rows"):
+        for name, row in result[group].items():
+            for k, raw in row.get("raw", {}).items():
+                vals = {tuple(int(i) for i in key.split(",")): float(v) for key, v in raw.items()}
+                if any(v == v for v in vals.values()):
+                    row[k] = summarise(vals, higher_worse.get(k, False) if group == "rows" else False)
+
+
+def merge(results: dict, other: dict) -> None:
+    """Add another run's raw per-(seed, class) values (other seeds or classes, same recipe) to ``results``."""
+    for ds, r in other["datasets"].items():
+        if ds not in results["datasets"]:
+            results["datasets"][ds] = r
+            continue
+        mine = results["datasets"][ds]
+        mine["seeds"] = sorted(set(mine["seeds"]) | set(r["seeds"]))
+        mine["classes"] = sorted(set(mine["classes"]) | set(r["classes"]))
+        mine["oracle_test_accuracy"].update(r["oracle_test_accuracy"])
+        mine["path_perturbation_checks"] += r["path_perturbation_checks"]
+        for group in ("rows", "instance_rows"):
+            for name, row in r[group].items():
+                for k, raw in row.get("raw", {}).items():
+                    mine[group].setdefault(name, {"raw": {}}).setdefault("raw", {}).setdefault(k, {}).update(raw)
+        checks = mine["path_perturbation_checks"]
+        if checks:
+            mine["path_perturbation_summary"] = {
+                "all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
+                "all_rest_keeps_95pct": all(ch["rest_ratio"] >= 0.95 for ch in checks),
+                "worst_forget_test": max(ch["acc_forget_test"] for ch in checks),
+                "worst_rest_ratio": min(ch["rest_ratio"] for ch in checks)}
+    results["command"] += " + " + other["command"]
 
 
 def run_dataset(args, dataset: str) -> dict:
@@ -194,6 +220,7 @@ def run_dataset(args, dataset: str) -> dict:
     for name, metrics in instance_rows.items():
         result["instance_rows"][name] = {k: summarise(v, False) for k, v in metrics.items()
                                          if any(x == x for x in v.values())}
+        result["instance_rows"][name]["raw"] = {k: {f"{s},{c}": x for (s, c), x in v.items()} for k, v in metrics.items()}
     if checks:
         result["path_perturbation_summary"] = {
             "all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
@@ -279,10 +306,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="MNIST, classes 0 and 1, seed 0, 8 and 32 instances")
     p.add_argument("--retable", action="store_true",
                    help="recompute the summaries and tables of the --json file from its raw values; run nothing")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="with --retable: first add these runs' raw values (other seeds or classes) to --json")
     args = p.parse_args()
     if args.retable:
         out = Path(args.json)
         results = json.loads(out.read_text())
+        for extra in args.merge or []:
+            merge(results, json.loads(Path(extra).read_text()))
         for r in results["datasets"].values():
             resummarise(r)
         md = "\n\n".join(tables(r) for r in results["datasets"].values())
