@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MAX_CLASSES
+from .data import MAX_CLASSES, to_float
 from .errors import UserError
-from .runtime import eval_mode
+from .runtime import autocast, eval_mode
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -203,3 +203,17 @@ def build_model(spec: dict) -> nn.Module:
         return MODEL_TYPES[arch](**kwargs)
     except TypeError as exc:
         raise UserError(f"architecture {arch!r} cannot be built from {spec}: {exc}") from None
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images_uint8: torch.Tensor, device, batch_size: int = 1000,
+            precision: str = "fp32") -> torch.Tensor:
+    """Class logits (float32, on the CPU) of a classifier for uint8 images, in eval mode: what training
+    reports, metrics and unlearning methods all read a classifier by."""
+    device = torch.device(device)
+    out = []
+    with eval_mode(model):
+        for i in range(0, len(images_uint8), batch_size):
+            with autocast(device, precision):
+                out.append(model(to_float(images_uint8[i:i + batch_size].to(device))).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, model.num_classes)

@@ -7,24 +7,17 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.data import ImageDataset
-from gan_unlearn.runtime import batched
+from gan_unlearn.models import predict
 
 from .membership import auc
 
 
-def _logits(model, images_uint8: torch.Tensor, device) -> torch.Tensor:
-    from gan_unlearn.data import to_float
-
-    model.eval()
-    return batched(lambda x: model(to_float(x)), images_uint8, 1000, device)
-
-
 def true_label_confidence(model, dataset: ImageDataset, device="cpu") -> torch.Tensor:
-    return F.softmax(_logits(model, dataset.images, device), 1).gather(1, dataset.labels[:, None]).squeeze(1)
+    return F.softmax(predict(model, dataset.images, device), 1).gather(1, dataset.labels[:, None]).squeeze(1)
 
 
 def class_accuracies(model, dataset: ImageDataset, class_id: int, device="cpu") -> dict:
-    pred = _logits(model, dataset.images, device).argmax(1)
+    pred = predict(model, dataset.images, device).argmax(1)
     hit = pred == dataset.labels
     mask = dataset.labels == class_id
     return {"forget": hit[mask].float().mean().item(), "rest": hit[~mask].float().mean().item()}
@@ -60,8 +53,6 @@ def instance_report(model, data, num_instances: int, test: ImageDataset, device=
     """Instance-wise forgetting (L2UL): accuracy on the forgotten instances (the first ``num_instances`` of
     ``data.forget_train``), on the rest of their class's training images, on the class's test images, and
     on the other classes' test images."""
-    from trainers.classifier import predict
-
     c = data.class_id
     pred = predict(model, data.forget_train.images, device).argmax(1)
     hit = pred == c

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.data import ImageDataset
-from gan_unlearn.models import Classifier
+from gan_unlearn.models import Classifier, predict  # noqa: F401  (predict: imported from here too)
 from gan_unlearn.runtime import autocast
 
 from .loop import ResumableTrainer
@@ -23,22 +23,6 @@ class ClassifierConfig:
     dropout: float = 0.25
     precision: str = "fp32"  # or auto / bf16, see gan_unlearn.runtime.PRECISIONS
     seed: int = 0
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, images_uint8: torch.Tensor, device, batch_size: int = 1000,
-            precision: str = "fp32") -> torch.Tensor:
-    """Class logits for uint8 images, in eval mode."""
-    from gan_unlearn.data import to_float
-
-    was = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(images_uint8), batch_size):
-        with autocast(torch.device(device), precision):
-            out.append(model(to_float(images_uint8[i:i + batch_size].to(device))).float().cpu())
-    model.train(was)
-    return torch.cat(out) if out else torch.empty(0, model.num_classes)
 
 
 def accuracy(model, dataset: ImageDataset, device, classes=None) -> float:

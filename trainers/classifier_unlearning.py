@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from gan_unlearn.data import ImageDataset
 from gan_unlearn.errors import UserError
 from gan_unlearn.relevance import unit_relevance
+from gan_unlearn.runtime import eval_mode
 
 
 @dataclass
@@ -194,13 +195,11 @@ def per_sample_sensitivity(model, x: torch.Tensor, class_id: int, chunk: int = 3
 
     per_sample = vmap(grad(logit), in_dims=(None, 0))
     total = {n: torch.zeros_like(params[n]) for n in names}
-    was = model.training
-    model.eval()
-    for i in range(0, len(x), chunk):
-        g = per_sample({n: params[n] for n in names}, x[i:i + chunk])
-        for n in names:
-            total[n] += g[n].abs().sum(0)
-    model.train(was)
+    with eval_mode(model):
+        for i in range(0, len(x), chunk):
+            g = per_sample({n: params[n] for n in names}, x[i:i + chunk])
+            for n in names:
+                total[n] += g[n].abs().sum(0)
     return [total[n] for n in names]
 
 
@@ -385,13 +384,11 @@ def unlearn_classifier_checkpoint(model_path, class_id: int, method: str, out, *
     instance-wise method also the accuracy on the forgotten instances and on the rest of their class."""
     import time
 
-    from gan_unlearn.checkpoint import (check_dataset_matches, load_checkpoint, model_entry, package_versions,
-                                        restore_model, save_checkpoint)
+    from gan_unlearn.checkpoint import (check_dataset_matches, derived_checkpoint, load_checkpoint, restore_model,
+                                        save_checkpoint, unlearning_record)
     from gan_unlearn.data import load_dataset
     from gan_unlearn.runtime import resolve_device
     from metrics.classifier_metrics import classifier_report, instance_report
-
-    from gan_unlearn.checkpoint import file_sha256
 
     unlearner = get_method(method, seed=seed, **(params or {}))
     dev = resolve_device(device)
@@ -412,14 +409,10 @@ def unlearn_classifier_checkpoint(model_path, class_id: int, method: str, out, *
     if unlearner.instance_wise:
         before.update(instance_report(model, data, unlearner.params["num_instances"], eval_test, dev))
         after.update(instance_report(new_model, data, unlearner.params["num_instances"], eval_test, dev))
-    record = {"request": {"kind": "class", "class_id": class_id}, "method": method, "parameters": unlearner.params,
-              "zero_shot": unlearner.zero_shot, "seconds": round(seconds, 4), "source_checkpoint": str(model_path),
-              "source_sha256": file_sha256(model_path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    new = {k: v for k, v in ckpt.items() if k not in ("models", "format")}
-    new.update(models={"classifier": model_entry(new_model)}, versions=package_versions(), unlearning=record,
-               metrics={**ckpt.get("metrics", {}), "after_unlearning": after},
-               lineage=list(ckpt.get("lineage", [])) + [{"event": f"unlearn-{method}", "class_id": class_id,
-                                                         "time": record["time"]}])
+    record = unlearning_record({"kind": "class", "class_id": class_id}, method, model_path, unlearner.params, seconds,
+                               zero_shot=unlearner.zero_shot)
+    new = derived_checkpoint(ckpt, {"classifier": new_model}, record,
+                             metrics={**ckpt.get("metrics", {}), "after_unlearning": after})
     save_checkpoint(out, new)
     return {**record, "before": before, "after": after, "eval_test_size": len(eval_test),
             "eval_train_size": len(sample)}
