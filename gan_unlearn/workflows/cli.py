@@ -7,7 +7,6 @@ into a one-line message with exit status 1, and writes results atomically.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from pathlib import Path
@@ -168,6 +167,29 @@ def main():
     """
 
 
+def precision_option(func):
+    from gan_unlearn.runtime import PRECISIONS
+
+    return click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto", show_default=True,
+                        help=_choices_help(PRECISIONS) + ". The choice and its reason are printed and recorded in "
+                             "the checkpoint.")(func)
+
+
+def say(message: str) -> None:
+    """Print on the main process only: under torchrun every rank runs the command."""
+    from gan_unlearn.distributed import is_main_process
+
+    if message and is_main_process():
+        click.echo(message)
+
+
+def _runtime_line(ckpt: dict) -> str:
+    r = ckpt.get("runtime") or {}
+    if "precision_reason" not in r:
+        return ""
+    return f"precision {r.get('precision')}: {r['precision_reason']}"
+
+
 @main.command("train-gan", context_settings=CONTEXT)
 @dataset_option
 @data_options
@@ -178,10 +200,9 @@ def main():
 @click.option("--width", type=click.IntRange(4, 1024), default=64, show_default=True,
               help="Base channel count of G and D (DCGAN's ngf/ndf).")
 @click.option("--latent-dim", type=click.IntRange(1, 4096), default=100, show_default=True)
-@click.option("--precision", type=click.Choice(_precisions()), default="bf16", show_default=True,
-              help="bf16 autocast (mixed precision, CPU or GPU) or plain fp32.")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
-              help="channels_last memory layout (faster convolutions on CPU).")
+@precision_option
+@click.option("--channels-last", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="channels_last memory layout; auto: on for CPUs (measured faster there), off on CUDA.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=500, show_default=True,
               help="Write a resume file every N steps (0: only at epoch ends).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.resume if an earlier run was interrupted.")
@@ -203,13 +224,15 @@ def train_gan_cmd(dataset, data_root, download, limit, epochs, batch_size, lr, w
     dev = resolve_device(device)
     data = load_training_data(dataset, data_root, download, limit)
     config = GANConfig(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim, width=width,
-                       precision=precision, channels_last=channels_last, seed=seed)
+                       precision=precision, channels_last={"auto": "auto", "on": True, "off": False}[channels_last],
+                       seed=seed)
     with _removed_on_failure(samples):
         ckpt = train_gan(data, config, dev, out, resume=resume, checkpoint_every=checkpoint_every,
                          show_progress=not quiet, samples_path=samples)
     m = ckpt["metrics"]
-    click.echo(f"trained {data.name} GAN: {m['steps']} steps in {m['train_seconds']:.1f} s "
-               f"({m['images_per_second']:.0f} images/s); wrote {out} and {samples}")
+    say(_runtime_line(ckpt))
+    say(f"trained {data.name} GAN: {m['steps']} steps in {m['train_seconds']:.1f} s "
+        f"({m['images_per_second']:.0f} images/s); wrote {out} and {samples}")
 
 
 class _removed_on_failure:
@@ -253,11 +276,12 @@ def _stamp(p: Path):
               help="Train without this class (the retrained baseline of class unlearning).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=500, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT.resume if an earlier run was interrupted.")
+@precision_option
 @run_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @user_errors
 def train_classifier_cmd(dataset, data_root, download, limit, epochs, batch_size, lr, hidden, exclude_class,
-                         checkpoint_every, resume, device, seed, quiet, out):
+                         checkpoint_every, resume, precision, device, seed, quiet, out):
     """Train the small CNN classifier (the oracle) and report its test accuracy."""
     from trainers.classifier import ClassifierConfig, train_classifier
     from trainers.loop import resume_path
@@ -273,12 +297,14 @@ def train_classifier_cmd(dataset, data_root, download, limit, epochs, batch_size
     if exclude_class is not None:
         _, retain = ForgetRequest.for_class(exclude_class).split(data.labels, data.num_classes)
         data = data.subset(retain)
-    config = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed)
+    config = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed,
+                              precision=precision)
     ckpt = train_classifier(data, config, dev, out, test_set=test, checkpoint_every=checkpoint_every,
                             show_progress=not quiet)
     acc = ckpt["metrics"]["test_accuracy"]
-    click.echo(f"test accuracy {100 * acc:.2f}% on {len(test)} {data.name} test images "
-               f"({ckpt['metrics']['train_seconds']:.1f} s); wrote {out}")
+    say(_runtime_line(ckpt))
+    say(f"test accuracy {100 * acc:.2f}% on {len(test)} {data.name} test images "
+        f"({ckpt['metrics']['train_seconds']:.1f} s); wrote {out}")
 
 
 @main.command("sample", context_settings=CONTEXT)
@@ -472,6 +498,7 @@ def unlearn_cmd(gan_path, forget_class, forget_items, oracle_path, method, subst
     summary = unlearn_checkpoint(gan_path, request, out, oracle_path=oracle_path, method=method, config=config,
                                  data_root=data_root, download=download, device=device, show_progress=not quiet,
                                  secret=secret, write_summary=True)
+    say(_runtime_line(summary))
     verdict = "forgot" if summary.get("forgotten") else "did NOT reach the forget target for"
     click.echo(f"{method}: {verdict} {request} in {summary['seconds']:.2f} s ({summary['rounds']} rounds, "
                f"{summary['stopping_reason']}); before {_fmt(summary['before'])}, after {_fmt(summary['after'])}; "
@@ -518,8 +545,9 @@ def retrain_cmd(gan_path, forget_class, forget_items, epochs, resume, secret_pat
     summary = retrain_checkpoint(gan_path, request, out, data_root=data_root, download=download, device=device,
                                  show_progress=not quiet, resume=resume, epochs=epochs, secret=secret,
                                  write_summary=True)
-    click.echo(f"retrained without {request} in {summary['seconds']:.1f} s ({summary['steps']} steps); "
-               f"wrote {out} and {summary_path(out)}{_secret_note(summary)}")
+    say(_runtime_line(summary))
+    say(f"retrained without {request} in {summary['seconds']:.1f} s ({summary['steps']} steps); "
+        f"wrote {out} and {summary_path(out)}{_secret_note(summary)}")
 
 
 def _classifier_methods():

@@ -18,6 +18,7 @@ from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, d
                                     file_sha256, json_bytes, load_checkpoint, restore_model, save_checkpoint,
                                     unlearning_record)
 from gan_unlearn.data import load_dataset
+from gan_unlearn.distributed import is_main_process
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest, new_secret
 from gan_unlearn.runtime import resolve_device
@@ -123,13 +124,16 @@ def retrain_checkpoint(gan_path, request: ForgetRequest, out, *, data_root=None,
     seconds = result["metrics"]["train_seconds"]
     summary = {"method": "retrain", "request": None, "forget_set_size": len(forget_idx), "seconds": seconds,
                "steps": result["metrics"]["steps"], "epochs": config.epochs, "stopping_reason": "epochs done",
-               "config": asdict(config)}
+               "config": asdict(config), "runtime": result.get("runtime")}
+    if not is_main_process():  # under torchrun only the main process writes
+        return summary
     try:
         request_record, files = _request_files(request, out, secret, summary, write_summary)
         record = unlearning_record(request_record, "retrain", gan_path, asdict(config), seconds,
                                    forget_set_size=len(forget_idx), steps=result["metrics"]["steps"])
         result = derived_checkpoint(ckpt, result["models"], record, config=result["config"],
                                     metrics=result["metrics"], history=result["history"],
+                                    runtime=result.get("runtime"),
                                     dataset={**ckpt["dataset"], "trained_on": dataset_record(retained)})
         save_checkpoint(out, result, together=files)
     except BaseException:
