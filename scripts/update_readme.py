@@ -85,7 +85,7 @@ def speedup_section(r: dict) -> list[str]:
 
 
 def classifier_section(r: dict) -> list[str]:
-    out = ["### Classifier class unlearning (every class, several seeds, MNIST and the CIFAR-10 subset)", "",
+    out = ["### Classifier class unlearning (every class, MNIST and the CIFAR-10 subset; seeds as stated per table)", "",
            f"Command: `{r['command']}`", ""]
     md = RESULTS / "bench_classifier_unlearning.md"
     if md.exists():
