@@ -17,7 +17,8 @@ def test_augment_writes_a_labelled_npz_data_source(tmp_path, tiny_gan_ckpt, tiny
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["grid.png", "manifest.json", "synthetic.npz"]
     with np.load(out / "synthetic.npz") as f:
-        assert set(f.files) == {"x_train", "y_train"}
+        assert set(f.files) == {"x_train", "y_train", "num_classes"}  # a class left out stays a class
+        assert int(f["num_classes"]) == 10
         x, y = f["x_train"], f["y_train"]
     assert x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (28, 28, 1) and len(x) == len(y)
     manifest = json.loads((out / "manifest.json").read_text())

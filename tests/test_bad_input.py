@@ -90,13 +90,17 @@ def test_evaluate_checks_every_output_against_every_input(tmp_path, gan, tiny_or
     assert_clean_failure(run("evaluate", out / "report.md", *common), "is the input")
     assert_clean_failure(run("evaluate", gan, "--oracle", out / "report.md", "--samples", 100, "--data-root",
                              data_root, "--quiet", "--out-dir", out), "is the input")
-    dup = run("evaluate", tmp_path / "d1" / "m.pt", tmp_path / "d2" / "m.pt", *common)
+    assert digests(out / "report.md", tmp_path / "d1" / "m.pt", tmp_path / "d2" / "m.pt", tiny_oracle_ckpt) == before
+    assert listing(out) == ["report.md"]
+    dups = tmp_path / "dups"
+    dups.mkdir()
+    dup = run("evaluate", tmp_path / "d1" / "m.pt", tmp_path / "d2" / "m.pt", *common[:-1], dups)
     if dup.exit_code == 0:  # labels made distinct: one grid per model, none overwritten
-        assert len([p for p in listing(out) if p.endswith(".png")]) == 2
+        assert len([p for p in listing(dups) if p.endswith(".png")]) == 2
     else:
         assert_clean_failure(dup, "same file")
-        assert listing(out) == ["report.md"]
-    assert digests(out / "report.md", tmp_path / "d1" / "m.pt", tmp_path / "d2" / "m.pt", tiny_oracle_ckpt) == before
+        assert listing(dups) == []
+    assert set(digests(tmp_path / "d1" / "m.pt", tmp_path / "d2" / "m.pt").values()) == set(digests(gan).values())
 
 
 def test_files_written_together_land_together_or_not_at_all(tmp_path):
