@@ -12,7 +12,8 @@ import torch
 
 from gan_unlearn.checkpoint import atomic_write, file_sha256, load_checkpoint
 from gan_unlearn.data import load_dataset
-from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.errors import UserError
+from gan_unlearn.forget import ForgetRequest, read_secret
 from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
 from gan_unlearn.workflows.unlearning import retrain_checkpoint, unlearn_checkpoint
 from trainers.classifier import ClassifierConfig, train_classifier
@@ -60,13 +61,19 @@ def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fres
 
 def retrain_record(candidate: Path, gan_sha256: str, request: ForgetRequest) -> dict | None:
     """The unlearning record of ``candidate`` if it is a retrain of exactly this original checkpoint for
-    exactly this request (a class id alone names different data in MNIST and CIFAR-10), else None."""
+    exactly this request (a class id alone names different data in MNIST and CIFAR-10), else None. An item
+    record is checked with the request secret the retrain wrote beside itself (CANDIDATE.secret)."""
     if not candidate.exists():
         return None
     u = load_checkpoint(candidate, kind="gan").get("unlearning") or {}
-    same = (u.get("method") == "retrain" and u.get("request", {}).get("hash") == request.hash()
-            and u.get("source_sha256") == gan_sha256)
-    return u if same else None
+    if u.get("method") != "retrain" or u.get("source_sha256") != gan_sha256:
+        return None
+    secret_file = candidate.with_name(candidate.name + ".secret")
+    secret = read_secret(secret_file) if secret_file.exists() else None
+    try:
+        return u if request.verify(u.get("request", {}), secret) else None
+    except UserError:
+        return None
 
 
 def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle: Path, data_root, *,
