@@ -151,7 +151,8 @@ class UnlearnConfig:
     stopping: StoppingOptions = field(default_factory=StoppingOptions)
     guard: GuardOptions = field(default_factory=GuardOptions)
     seed: int = param(0, Range(0, 2**32 - 1), "seed of latents and data order")
-    precision: str = param("bf16", Range(choices=tuple(PRECISIONS)), "autocast precision")
+    precision: str = param("auto", Range(choices=tuple(PRECISIONS)),
+                           "bf16 where the hardware runs it natively, fp32 otherwise (auto), or as given")
     channels_last: bool = param(True, BOOL, "channels_last memory layout")
 
     @classmethod
