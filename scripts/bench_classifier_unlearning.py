@@ -27,16 +27,15 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchlib import write_json
 
-from gan_unlearn.checkpoint import atomic_write, load_checkpoint, restore_model  # noqa: E402
-from gan_unlearn.data import load_dataset  # noqa: E402
-from metrics.attacks import FrAttack, softmax_and_loss  # noqa: E402
-from metrics.classifier_metrics import classifier_report, forgetting_rate, instance_report, retention_rate  # noqa: E402
-from trainers.classifier import ClassifierConfig, predict, train_classifier  # noqa: E402
-from trainers.classifier_unlearning import METHODS, _without_proxies, forget_data, get_method  # noqa: E402
-from trainers.spd_gan import PerturbationGenerator, SPDBand, SPDConfig, spd_samples, train_spd_gan  # noqa: E402
+from gan_unlearn.checkpoint import atomic_write, load_checkpoint, restore_model
+from gan_unlearn.data import load_dataset
+from metrics.attacks import FrAttack, softmax_and_loss
+from metrics.classifier_metrics import classifier_report, forgetting_rate, instance_report, retention_rate
+from trainers.classifier import ClassifierConfig, predict, train_classifier
+from trainers.classifier_unlearning import METHODS, _without_proxies, forget_data, get_method
+from trainers.spd_gan import PerturbationGenerator, SPDBand, SPDConfig, spd_samples, train_spd_gan
 
 DEFAULT_EPOCHS = {"mnist": 1, "npz:cifar10_subset.npz": 5}
 CLASS_METHODS = [m for m in METHODS if not getattr(METHODS[m], "instance_wise", False)]
@@ -302,7 +301,7 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, help="train on the first N training images only (smoke tests)")
     p.add_argument("--spd-samples", type=int, default=3000)
     p.add_argument("--out-dir", default="runs/bench_clf")
-    p.add_argument("--json", default=str(REPO / "scripts" / "results" / "bench_classifier_unlearning.json"))
+    p.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "bench_classifier_unlearning.json"))
     p.add_argument("--quick", action="store_true", help="MNIST, classes 0 and 1, seed 0, 8 and 32 instances")
     p.add_argument("--retable", action="store_true",
                    help="recompute the summaries and tables of the --json file from its raw values; run nothing")
@@ -317,7 +316,7 @@ def main() -> None:
         for r in results["datasets"].values():
             resummarise(r)
         md = "\n\n".join(tables(r) for r in results["datasets"].values())
-        atomic_write(out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+        write_json(out, results)
         atomic_write(out.with_suffix(".md"), lambda f: f.write((md + "\n").encode()))
         print(md)
         return
@@ -335,7 +334,7 @@ def main() -> None:
         print(tables(results["datasets"][dataset]), flush=True)
         results["seconds"] = time.perf_counter() - t0
         md = "\n\n".join(tables(r) for r in results["datasets"].values())
-        atomic_write(out, lambda f: f.write(json.dumps(results, indent=1, default=str).encode()))
+        write_json(out, results)
         atomic_write(out.with_suffix(".md"), lambda f: f.write((md + "\n").encode()))
         log(f"wrote {out} and {out.with_suffix('.md')}")
 
