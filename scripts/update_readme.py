@@ -101,12 +101,18 @@ def classifier_section(r: dict) -> list[str]:
 
 
 def throughput_section(r: dict, inc: dict | None) -> list[str]:
-    out = ["### Throughput", "", f"Command: `{r['command']}`", "",
-           "| run | images/s (mean) | per seed | speedup vs plain loop | classifier FID after one epoch (per seed) |",
-           "|---|---|---|---|---|"]
+    out = ["### Throughput", "", f"Command: `{r['command']}`", ""]
+    if "cpu" in r:
+        cpu = r["cpu"]
+        feats = ", ".join(f"{k} {'yes' if cpu.get(k) else 'no'}" for k in ("avx2", "avx512_f", "avx512_bf16", "amx_tile"))
+        out += [f"CPU: {cpu.get('model')} ({feats}); `--precision auto` picks {r['auto_precision']['precision']} here "
+                f"({r['auto_precision']['reason']}). {r.get('stand_in', '')}", ""]
+    out += ["| run | images/s (mean) | per seed | speedup vs plain loop (per seed) | classifier FID after one epoch (per seed) |",
+            "|---|---|---|---|---|"]
     for name, row in r["training"].items():
+        per_seed = row.get("speedup_vs_plain_per_seed", [row["speedup_vs_plain"]])
         out.append(f"| {name} | {row['images_per_second']:.0f} | {', '.join(f'{v:.0f}' for v in row['per_seed'])} | "
-                   f"{row['speedup_vs_plain']:.2f}x | "
+                   f"{row['speedup_vs_plain']:.2f}x ({', '.join(f'{v:.2f}x' for v in per_seed)}) | "
                    f"{', '.join(f'{v:.2f}' for v in row['fid_after'])} |")
     s = r["sampling_images_per_second"]
     out += ["", f"Sampling: {s['fp32']:.0f} images/s fp32, {s['bf16']:.0f} images/s bf16; oracle features: "
