@@ -77,7 +77,7 @@ def summary_table(agg: dict, kind: str) -> str:
     if kind == "class":
         header += ["forget rate, oracle", "forget rate, judge", "judge − retrain (points)"]
     else:
-        header += ["|D AUC − 0.5|", "D acc. on held-out real", "NN AUC pixels vs test",
+        header += ["D AUC, distance from 0.5", "D acc. on held-out real", "NN AUC pixels vs test",
                    "NN AUC pixels vs unseen train", "NN AUC judge vs test"]
     rows = []
     for name, e in agg.items():

@@ -51,11 +51,12 @@ def gan_section(r: dict) -> list[str]:
     for kind, req in r["requests"].items():
         first = req["per_seed"][0]["request"]
         what = f"class {first.get('class_id')}" if first["kind"] == "class" else f"{first.get('num_items')} items"
-        out += [f"**{kind} request** ({what}), mean ± sd over {len(r['seeds'])} seeds:", "", req["table"], ""]
+        body = req["table"].replace("|D AUC − 0.5|", "D AUC, distance from 0.5")  # runs before the header fix
+        out += [f"**{kind} request** ({what}), mean ± sd over {len(r['seeds'])} seeds:", "", body, ""]
     out += ["Protocol: 10,000 samples per model from the evaluate.latents stream (never the latents the method "
             "trained or stopped on); FID against the real training split (retained classes for a class request) in "
             "the oracle's and the judge's features, and as a ratio to the retrained model's; held-out images from "
-            "the reporting half of the held-out split (the stopping rule reads the other half); |D AUC − 0.5| is the "
+            "the reporting half of the held-out split (the stopping rule reads the other half); 'D AUC, distance from 0.5' is the "
             "discriminator membership attack's distance from chance (forgotten items against held-out test images); "
             "NN AUC is the nearest-generated-sample membership AUC of the items against held-out test images, and "
             "against same-distribution training images the GAN never saw where it trained on a subset.", ""]

@@ -335,7 +335,7 @@ def markdown_table(report: dict) -> str:
     if req.get("kind") == "class":
         cols += [f"forget rate, oracle (class {req['class_id']})"] + (["forget rate, judge"] if judge else [])
     if req.get("kind") == "item":
-        cols += ["D score forgotten / held-out", "|D AUC - 0.5|", "D acc. held-out real / generated",
+        cols += ["D score forgotten / held-out", "D AUC, distance from 0.5", "D acc. held-out real / generated",
                  "NN AUC (pixels, vs test)"]
     if any("downstream_accuracy" in r["metrics"] for r in report["models"]):
         cols.append("downstream acc")
