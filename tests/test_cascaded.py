@@ -235,6 +235,7 @@ def test_cli_unlearn_records_the_request_and_leaves_the_original_byte_identical(
     secret = bytes.fromhex((tmp_path / "i.pt.secret").read_text().strip())
     assert ForgetRequest.for_items([3, 5, 8, 13, 21]).verify(u["request"], secret)
     assert "[3, 5, 8, 13, 21]" not in json.dumps(load_checkpoint(tmp_path / "i.pt")["unlearning"])
+    assert u["held_out_split"]["stop_size"] == 5000 and "forgotten" in u  # evaluate checks the split it stopped on
 
 
 BAD_REQUESTS = [

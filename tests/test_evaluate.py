@@ -121,3 +121,18 @@ def test_evaluate_without_inception_weights_is_one_line(tmp_path, tiny_gan_ckpt,
     assert_clean_failure(run("evaluate", tiny_gan_ckpt, "--oracle", tiny_oracle_ckpt, "--extractor", "inception",
                              "--data-root", data_root, "--out-dir", out), "FID Inception weights not found")
     assert listing(out) == []
+
+
+def test_evaluate_refuses_a_checkpoint_that_stopped_on_another_held_out_split(tmp_path, tiny_gan_ckpt,
+                                                                               tiny_oracle_ckpt, data_root):
+    from gan_unlearn.heldout import held_out_split, split_record
+
+    ckpt = load_checkpoint(tiny_gan_ckpt)
+    ckpt["unlearning"] = {"request": ForgetRequest.for_class(4).describe(), "method": "cascaded", "seconds": 1.0,
+                          "held_out_split": split_record(held_out_split(10000, seed=1), seed=0)}
+    save_checkpoint(tmp_path / "u.pt", ckpt)
+    out = tmp_path / "ev"
+    out.mkdir()
+    assert_clean_failure(run("evaluate", tmp_path / "u.pt", "--oracle", tiny_oracle_ckpt, "--samples", 200,
+                             "--data-root", data_root, "--quiet", "--out-dir", out), "another held-out split")
+    assert listing(out) == []

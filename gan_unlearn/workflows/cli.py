@@ -175,6 +175,15 @@ def precision_option(func):
                              "the checkpoint.")(func)
 
 
+def _single_process() -> None:
+    """Unlearning and evaluation run in one process: under torchrun every rank would write the same files."""
+    from gan_unlearn.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise UserError("this command runs in one process; start it without torchrun (train-gan, "
+                        "train-classifier and retrain run under torchrun)")
+
+
 def say(message: str) -> None:
     """Print on the main process only: under torchrun every rank runs the command."""
     from gan_unlearn.distributed import is_main_process
@@ -475,6 +484,7 @@ def _unlearn_epilog() -> str:
 def unlearn_cmd(gan_path, forget_class, forget_items, oracle_path, method, substitution, max_rounds, forget_target,
                 precision, overrides, secret_path, data_root, download, device, seed, quiet, out):
     """Remove training items or a class from a GAN by cascaded unlearning (or fine-tuning)."""
+    _single_process()
     from trainers.unlearning import UnlearnConfig
 
     from gan_unlearn.checkpoint import check_outputs
@@ -751,6 +761,7 @@ def evaluate_cmd(checkpoints, oracle_path, forget_class, forget_items, secret_pa
                  seed, quiet):
     """Measure GAN checkpoints side by side: FID, forget rate or item memorisation, membership AUC,
     downstream accuracy, speedup. Writes report.json, report.md and one sample grid per model."""
+    _single_process()
     from . import evaluate
     from .evaluate import EvalSettings, evaluate_checkpoints, markdown_table
 

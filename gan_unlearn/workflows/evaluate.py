@@ -105,6 +105,9 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
     train = load_dataset(ckpts[0]["dataset"]["name"], "train", data_root, download)
     test = load_dataset(ckpts[0]["dataset"]["name"], "test", data_root, download)
     check_dataset_matches(oracle_ckpt, train, what="oracle")
+    split = held_out_split(len(test))
+    for path, c in zip(paths, ckpts):
+        check_split((c.get("unlearning") or {}).get("held_out_split"), split, str(path))
     for c in ckpts:
         check_dataset_matches(c, train)
     oracle = restore_model(oracle_ckpt, "classifier", dev).eval()
@@ -130,9 +133,6 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
         log(f"FID reference statistics ({who}: {extractor.name}, train split"
             f"{', retained classes' if retained_classes else ''}): "
             f"{'reused from cache' if references[who][1] else 'computed and cached'} ({time.perf_counter() - t0:.1f} s)")
-    split = held_out_split(len(test))
-    for path, c in zip(paths, ckpts):
-        check_split((c.get("unlearning") or {}).get("held_out_split"), split, str(path))
     held = test.subset(split["report"][:settings.held_out])
     unseen = unseen_training_images(ckpts[0]["dataset"]["name"], data_root, download, settings.held_out) \
         if request is not None and request.kind == "item" else None
@@ -310,7 +310,9 @@ def _add_against_retrain(rows: list[dict]) -> None:
                 continue
             cmp[k] = {"value": v, "retrain": ref[k]}
             cmp[k]["ratio" if k.startswith("fid") else "difference"] = v / ref[k] if k.startswith("fid") else v - ref[k]
-            if k in start and start[k] != ref[k] and r is not original:
+            # only where the original is measurably away from retrain (5% of retrain's value, and 0.01 absolute):
+            # a tiny gap turns noise into "gap closed" values like 12 or -60
+            if k in start and r is not original and abs(start[k] - ref[k]) > max(0.05 * abs(ref[k]), 0.01):
                 cmp[k]["gap_closed"] = (start[k] - v) / (start[k] - ref[k])
         r["against_retrain"] = cmp
 

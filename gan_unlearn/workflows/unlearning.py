@@ -98,7 +98,8 @@ def unlearn_checkpoint(gan_path, request: ForgetRequest, out, *, oracle_path=Non
     record = unlearning_record(request_record, method, gan_path, s["config"], s["seconds"],
                                forget_set_size=s["forget_set_size"], rounds=s["rounds"],
                                stopping_reason=s["stopping_reason"], seconds_by_phase=s["seconds_by_phase"],
-                               oracle_sha256=file_sha256(oracle_path) if oracle_path else None)
+                               oracle_sha256=file_sha256(oracle_path) if oracle_path else None,
+                               forgotten=s["forgotten"], held_out_split=s["held_out_split"])
     new = derived_checkpoint(ckpt, {"generator": result.generator, "discriminator": result.discriminator}, record)
     save_checkpoint(out, new, together=files)
     return s

@@ -304,6 +304,8 @@ class GANUnlearningMethod:
         bar.close()
         after = self.forget_metric()
         restored = None
+        if history and "backoff_lr_g" in history[-1]:  # the last check stepped back: say so
+            restored = {"round": healthy_round, "why": "the guard stepped back at the last check"}
         drift = self.preservation_drift()
         if after["degenerate"] is not None or (drift is not None and drift > guard.max_drift):
             restored = {"round": healthy_round, "why": after["degenerate"] or f"drift {drift:.3f}"}
