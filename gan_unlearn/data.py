@@ -102,6 +102,12 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
+def split_limit(name: str) -> tuple[str, int | None]:
+    """``("mnist", 2000)`` for ``mnist[:2000]``, ``(name, None)`` for a name without a limit."""
+    limited = re.fullmatch(r"(.+)\[:(\d+)\]", name)
+    return (limited.group(1), int(limited.group(2))) if limited else (name, None)
+
+
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
                  download: bool = False) -> ImageDataset:
     """Load ``mnist``, ``cifar10`` or ``npz:PATH`` (``split`` is ``train`` or ``test``).
@@ -109,10 +115,9 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     A name may end in ``[:N]`` (for example ``mnist[:2000]``): the first N training images, the form
     in which quick runs record their training set.
     """
-    limited = re.fullmatch(r"(.+)\[:(\d+)\]", name)
-    if limited:
-        full = load_dataset(limited.group(1), split, root, download)
-        n = int(limited.group(2))
+    base, n = split_limit(name)
+    if n is not None:
+        full = load_dataset(base, split, root, download)
         if split != "train" or n >= len(full):
             return full
         part = full.subset(range(n))
@@ -131,7 +136,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
 def dataset_files(name: str, root: str | Path | None = None) -> list[Path]:
     """The files a dataset name reads (the npz file, or the torchvision raw files under the root): the inputs
     that no output of a command may overwrite."""
-    name = re.sub(r"\[:\d+\]$", "", name)
+    name = split_limit(name)[0]
     root = Path(root) if root is not None else default_data_root()
     if name.startswith("npz:"):
         return [resolve_npz_path(name[4:], root)]

@@ -94,6 +94,14 @@ def summarise(values: dict[tuple[int, int], float], higher_is_worse: bool) -> di
             "n_classes": len(classes)}
 
 
+def path_summary(checks: list[dict]) -> dict:
+    """Path perturbation's targets over every (seed, class): each class under 5%, the rest kept at 95%."""
+    return {"all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
+            "all_rest_keeps_95pct": all(ch["rest_ratio"] >= 0.95 for ch in checks),
+            "worst_forget_test": max(ch["acc_forget_test"] for ch in checks),
+            "worst_rest_ratio": min(ch["rest_ratio"] for ch in checks)}
+
+
 def resummarise(result: dict) -> None:
     """Recompute every summary of a dataset's result from its raw per-(seed, class) values."""
     higher_worse = {k: hw for k, _, hw in COLUMNS}
@@ -122,11 +130,7 @@ def merge(results: dict, other: dict) -> None:
                     mine[group].setdefault(name, {"raw": {}}).setdefault("raw", {}).setdefault(k, {}).update(raw)
         checks = mine["path_perturbation_checks"]
         if checks:
-            mine["path_perturbation_summary"] = {
-                "all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
-                "all_rest_keeps_95pct": all(ch["rest_ratio"] >= 0.95 for ch in checks),
-                "worst_forget_test": max(ch["acc_forget_test"] for ch in checks),
-                "worst_rest_ratio": min(ch["rest_ratio"] for ch in checks)}
+            mine["path_perturbation_summary"] = path_summary(checks)
     results["command"] += " + " + other["command"]
 
 
@@ -221,11 +225,7 @@ def run_dataset(args, dataset: str) -> dict:
                                          if any(x == x for x in v.values())}
         result["instance_rows"][name]["raw"] = {k: {f"{s},{c}": x for (s, c), x in v.items()} for k, v in metrics.items()}
     if checks:
-        result["path_perturbation_summary"] = {
-            "all_classes_below_5pct": all(ch["acc_forget_test"] < 0.05 for ch in checks),
-            "all_rest_keeps_95pct": all(ch["rest_ratio"] >= 0.95 for ch in checks),
-            "worst_forget_test": max(ch["acc_forget_test"] for ch in checks),
-            "worst_rest_ratio": min(ch["rest_ratio"] for ch in checks)}
+        result["path_perturbation_summary"] = path_summary(checks)
     return result
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from gan_unlearn.checkpoint import check_dataset_matches, file_sha256, load_checkpoint, restore_model
-from gan_unlearn.data import ImageDataset, load_dataset, to_uint8
+from gan_unlearn.data import ImageDataset, load_dataset, split_limit, to_uint8
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.heldout import check_split, held_out_split
@@ -79,11 +79,10 @@ def load_judge(judge_path, oracle_path, oracle_ckpt: dict, train, device):
 def unseen_training_images(dataset_name: str, data_root, download: bool, count: int):
     """Same-distribution images the GAN never saw, when it trained on the first N of a training set
     (``NAME[:N]``): the memorising setting's strongest non-member reference."""
-    if "[:" not in dataset_name:
+    base, n = split_limit(dataset_name)
+    if n is None:
         return None
-    base, n = dataset_name.split("[:")
     full = load_dataset(base, "train", data_root, download)
-    n = int(n.rstrip("]"))
     if len(full) <= n:
         return None
     return full.subset(torch.arange(n, min(len(full), n + count)))
@@ -108,7 +107,6 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
     split = held_out_split(len(test))
     for path, c in zip(paths, ckpts):
         check_split((c.get("unlearning") or {}).get("held_out_split"), split, str(path))
-    for c in ckpts:
         check_dataset_matches(c, train)
     oracle = restore_model(oracle_ckpt, "classifier", dev).eval()
     judge, judge_ckpt = load_judge(settings.judge, oracle_path, oracle_ckpt, train, dev)
@@ -183,7 +181,8 @@ def _evaluate_one(label, path, ckpt, oracle, judge, extractors, references, requ
     D = restore_model(ckpt, "discriminator", dev).eval()
     z = G.sample_latents(s.samples, stream(s.seed, "evaluate.latents"))
     stats = {who: StreamingStats(e.dim) for who, e in extractors.items()}
-    feats, preds, judged, images = [], [], [], []
+    feats = {who: [] for who in extractors}
+    preds, judged, images = [], [], []
     for i in progress(range(0, s.samples, s.batch_size), desc=f"evaluate {label}", enabled=show_progress):
         with torch.no_grad():
             x = G(z[i:i + s.batch_size].to(dev)).float()
@@ -192,8 +191,7 @@ def _evaluate_one(label, path, ckpt, oracle, judge, extractors, references, requ
             for who, e in extractors.items():
                 f = e(x)
                 stats[who].update(f)
-                if who == "oracle":
-                    feats.append(f)
+                feats[who].append(f)
             preds.append(oracle(x).argmax(1).cpu())
             if judge is not None:
                 judged.append(judge(x).argmax(1).cpu())
@@ -215,7 +213,8 @@ def _evaluate_one(label, path, ckpt, oracle, judge, extractors, references, requ
             metrics["forget_rate" + suffix] = {"value": hist[request.class_id].item() / s.samples,
                                                "class_id": request.class_id, "labeller": who, **variant}
     if request is not None and request.kind == "item":
-        metrics.update(_item_metrics(D, train, forget_idx, held, unseen, torch.cat(feats), images, extractors, s, dev))
+        gen_feats = {f"{who} features": torch.cat(f) for who, f in feats.items()}
+        metrics.update(_item_metrics(D, train, forget_idx, held, unseen, gen_feats, images, extractors, s, dev))
     if s.downstream_samples > 0:
         n = min(s.downstream_samples, s.samples)
         synth = ImageDataset("synthetic", "train", to_uint8(images[:n]), preds[:n], oracle.num_classes)
@@ -253,13 +252,12 @@ def _item_metrics(D, train, forget_idx, held, unseen, gen_feats, gen_images, ext
     spaces.update({f"{who} features": e for who, e in extractors.items()})
     out["memorisation"] = {}
     for space, fn in spaces.items():
-        gen = gen_feats if space == "oracle features" else batched(fn, gen_images, s.batch_size)
-        entry = {"against_test": memorisation(batched(fn, forgotten, s.batch_size),
-                                              batched(fn, held_images, s.batch_size), gen)}
+        gen = gen_feats[space] if space in gen_feats else batched(fn, gen_images, s.batch_size)
+        items = batched(fn, forgotten, s.batch_size)
+        entry = {"against_test": memorisation(items, batched(fn, held_images, s.batch_size), gen)}
         if unseen is not None:
-            entry["against_unseen_train"] = memorisation(batched(fn, forgotten, s.batch_size),
-                                                         batched(fn, unseen.batch(torch.arange(len(unseen))),
-                                                                 s.batch_size), gen)
+            entry["against_unseen_train"] = memorisation(items, batched(fn, unseen.batch(torch.arange(len(unseen))),
+                                                                        s.batch_size), gen)
         out["memorisation"][space] = entry
     out["memorisation"]["samples"], out["memorisation"]["seed"] = s.samples, s.seed
     if s.lpips_backbone is not None:
@@ -269,7 +267,7 @@ def _item_metrics(D, train, forget_idx, held, unseen, gen_feats, gen_images, ext
         extractor = extractors["oracle"]
 
         def nearest_lpips(images):
-            cand = nearest_neighbours(batched(extractor, images, s.batch_size), gen_feats, k=8)
+            cand = nearest_neighbours(batched(extractor, images, s.batch_size), gen_feats["oracle features"], k=8)
             d = lp(images.repeat_interleave(8, 0), gen_images[cand.flatten()]).view(len(images), 8)
             return d.min(1).values
 

@@ -176,6 +176,14 @@ class GANUnlearningMethod:
             z, images = z[keep], images[keep]
         self.guard = {"z": z, "images": images}
 
+    def health_problem(self, metric: dict, drift: float | None) -> str | None:
+        """Why the current state must not be kept (degenerate, or drifted past ``max_drift``), or None."""
+        if metric["degenerate"] is not None:
+            return metric["degenerate"]
+        if drift is not None and drift > self.config.guard.max_drift:
+            return f"drift {drift:.3f}"
+        return None
+
     @torch.no_grad()
     def preservation_drift(self) -> float | None:
         """Mean absolute pixel change of the output generator on the guard's retained latents (images in
@@ -289,7 +297,7 @@ class GANUnlearningMethod:
                     history[-1]["drift"] = round(drift, 4)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
                                  if k != "round" and isinstance(v, float)}, refresh=False)
-                unhealthy = (drift is not None and drift > guard.max_drift) or metric["degenerate"] is not None
+                unhealthy = self.health_problem(metric, drift) is not None
                 if unhealthy and backoffs < guard.max_backoffs:
                     with self.timer("checks"):  # the guard: retained content is going, so step back
                         backoffs += 1
@@ -306,9 +314,9 @@ class GANUnlearningMethod:
         restored = None
         if history and "backoff_lr_g" in history[-1]:  # the last check stepped back: say so
             restored = {"round": healthy_round, "why": "the guard stepped back at the last check"}
-        drift = self.preservation_drift()
-        if after["degenerate"] is not None or (drift is not None and drift > guard.max_drift):
-            restored = {"round": healthy_round, "why": after["degenerate"] or f"drift {drift:.3f}"}
+        problem = self.health_problem(after, self.preservation_drift())
+        if problem is not None:
+            restored = {"round": healthy_round, "why": problem}
             self._load(snapshot)  # hand back the last state that passed the guard, never a degenerate one
             after = self.forget_metric()
             reason += f"; degenerate at the end ({restored['why']}), returned the state of round {healthy_round}"
