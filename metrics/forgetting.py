@@ -1,5 +1,6 @@
-"""Forget metrics that unlearning stops on and reports: the share of generated samples of a forgotten
-class, and the discriminator's scores on forgotten versus held-out images."""
+"""Forget metrics that unlearning stops on and reports: how generated samples fall into classes (a
+forgotten class's share of them is the forget rate), and the discriminator's scores on forgotten versus
+held-out images."""
 
 from __future__ import annotations
 
@@ -7,15 +8,6 @@ import torch
 
 from gan_unlearn import streams
 from gan_unlearn.runtime import batched, eval_mode
-
-
-@torch.no_grad()
-def class_share(generator, oracle, class_id: int, num_samples: int = 10000, seed: int = 0, device="cpu",
-                precision: str = "fp32", batch_size: int = 1000, stream: str = "evaluate.latents") -> float:
-    """Share of ``num_samples`` generated images (latents of ``stream``, eval mode) that the oracle assigns
-    to ``class_id``: the forget rate of class unlearning."""
-    counts = class_histogram(generator, oracle, num_samples, seed, device, precision, batch_size, stream)
-    return (counts[class_id] / counts.sum()).item()
 
 
 @torch.no_grad()

@@ -12,11 +12,9 @@ import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, dataset_record, derived_checkpoint,
-                                    file_sha256, json_bytes, load_checkpoint, restore_model, save_checkpoint,
-                                    unlearning_record)
+                                    file_sha256, json_bytes, load_checkpoint, nonfinite_tensor, restore_model,
+                                    save_checkpoint, unlearning_record)
 from gan_unlearn.data import load_dataset
 from gan_unlearn.distributed import is_main_process
 from gan_unlearn.errors import UserError
@@ -70,11 +68,11 @@ def _request_files(request: ForgetRequest, out, secret: bytes | None, summary: d
 
 
 def _finite_models(models: dict, what: str) -> None:
-    for role, m in models.items():
-        for name, t in m.state_dict().items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise UserError(f"{what} produced NaN or Inf weights ({role} tensor {name}); nothing was written. "
-                                "Lower the learning rates or loss weights")
+    """The run's own words for a diverged result, before any file is prepared (the scan is the checkpoint's)."""
+    bad = nonfinite_tensor({"models": {role: {"state": m.state_dict()} for role, m in models.items()}})
+    if bad:
+        raise UserError(f"{what} produced NaN or Inf weights ({bad}); nothing was written. "
+                        "Lower the learning rates or loss weights")
 
 
 def unlearn_checkpoint(gan_path, request: ForgetRequest, out, *, oracle_path=None, method: str = "cascaded",
