@@ -49,17 +49,18 @@ def classifier_report(model, class_id: int, train: ImageDataset, test: ImageData
     return out
 
 
-def instance_report(model, data, num_instances: int, test: ImageDataset, device="cpu") -> dict:
+def instance_report(model, data, num_instances: int, test: ImageDataset, device="cpu", trained_on: int = 0) -> dict:
     """Instance-wise forgetting (L2UL): accuracy on the forgotten instances (the first ``num_instances`` of
-    ``data.forget_train``), on the rest of their class's training images, on the class's test images, and
-    on the other classes' test images."""
+    ``data.forget_train``), on the rest of their class's training images (minus the ``trained_on`` images
+    after the instances that the method fitted as retained data), on the class's test images, and on the
+    other classes' test images."""
     c = data.class_id
     pred = predict(model, data.forget_train.images, device).argmax(1)
     hit = pred == c
     mask = test.labels == c
     te = predict(model, test.images, device).argmax(1) == test.labels
     return {"acc_instances": hit[:num_instances].float().mean().item(),
-            "acc_class_rest_train": hit[num_instances:].float().mean().item(),
+            "acc_class_rest_train": hit[num_instances + trained_on:].float().mean().item(),
             "acc_class_test": te[mask].float().mean().item(), "acc_other_test": te[~mask].float().mean().item()}
 
 
