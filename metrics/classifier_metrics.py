@@ -36,16 +36,24 @@ def classifier_report(model, class_id: int, train: ImageDataset, test: ImageData
 
     ``train`` may be a sample of the training set; ``test`` should exclude any proxy images a zero-shot
     method looked at. The class's images in ``train`` are the members, those in ``test`` the non-members.
+    Each split is read once: every number comes from the same two sets of logits.
     """
-    tr, te = class_accuracies(model, train, class_id, device), class_accuracies(model, test, class_id, device)
-    members = train.subset((train.labels == class_id).nonzero().flatten())
-    non_members = test.subset((test.labels == class_id).nonzero().flatten())
-    out = {"acc_forget_train": tr["forget"], "acc_rest_train": tr["rest"], "acc_forget_test": te["forget"],
-           "acc_rest_test": te["rest"], "mia_auc": class_membership_auc(model, members, non_members, device)}
+    logits = {"train": predict(model, train.images, device), "test": predict(model, test.images, device)}
+    out, of_class = {}, {}
+    for split, ds in (("train", train), ("test", test)):
+        hit = logits[split].argmax(1) == ds.labels
+        mask = ds.labels == class_id
+        out[f"acc_forget_{split}"], out[f"acc_rest_{split}"] = hit[mask].float().mean().item(), hit[~mask].float().mean().item()
+        of_class[split] = (logits[split][mask], ds.labels[mask])
+    confidence = {k: F.softmax(lg, 1).gather(1, y[:, None]).squeeze(1) for k, (lg, y) in of_class.items()}
+    out["mia_auc"] = auc(confidence["train"], confidence["test"])
     if original is not None or fr_attack is not None:
-        from .attacks import membership_report
+        from .attacks import membership_report_from_logits
 
-        out.update(membership_report(original, model, members, non_members, device, seed, fr_attack))
+        members, non_members = train.subset((train.labels == class_id).nonzero().flatten()), \
+            test.subset((test.labels == class_id).nonzero().flatten())
+        out.update(membership_report_from_logits(original, members, non_members, *of_class["train"], *of_class["test"],
+                                                 device, seed, fr_attack))
     return out
 
 
