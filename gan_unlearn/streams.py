@@ -19,6 +19,7 @@ STREAMS = {
     "unlearn.check": "latents of the stopping rule's forget-rate checks",
     "unlearn.guard": "latents of the drift guard",
     "evaluate.latents": "the evaluation's generated samples (every metric and the downstream training data)",
+    "evaluate.beyond": "candidate latents for the probes of forgetting beyond the pool's region",
     "augment.latents": "synthetic datasets drawn for downstream training",
     "heldout.split": "the one split of the test set into a stopping part and a reporting part",
 }

@@ -26,3 +26,36 @@ def discriminator_scores(discriminator, images: torch.Tensor, device="cpu", prec
     """D's probability of "real" for each image in [-1, 1] (eval mode, so scores do not depend on batching)."""
     with eval_mode(discriminator):
         return batched(lambda x: torch.sigmoid(discriminator(x).float()), images, batch_size, device, precision)
+
+
+# Latents no unlearning method samples (its pool and steps draw from the prior, whose norm sits at about
+# sqrt(latent_dim)), placed where the original generator shows the forgotten class.
+BEYOND_POOL = {
+    "interpolated": "midpoints of two latents the original shows as the class (norm about 0.7x the prior's)",
+    "scaled": "latents the original shows as the class, scaled 1.5x (norm 1.5x the prior's)",
+}
+
+
+@torch.no_grad()
+def beyond_pool_probes(original, labeller, class_id: int, candidates: int = 10000, seed: int = 0, device="cpu",
+                       scale: float = 1.5, batch_size: int = 1000) -> dict[str, torch.Tensor]:
+    """Probe latents for forgetting beyond the pool's region: ``candidates`` latents of the ``evaluate.beyond``
+    stream, those the original generator's image of is labelled ``class_id`` by ``labeller``, then their
+    pairwise midpoints and their 1.5x scalings. An unlearned generator that only rewired the pool's
+    neighbourhood shows the class again there."""
+    z = original.sample_latents(candidates, streams.generator(seed, "evaluate.beyond"))
+    with eval_mode(original, labeller):
+        labels = batched(lambda v: labeller(original(v)), z, batch_size, device).argmax(1)
+    zc = z[labels == class_id]
+    half = len(zc) // 2
+    return {"interpolated": 0.5 * (zc[:half] + zc[half:2 * half]), "scaled": scale * zc}
+
+
+@torch.no_grad()
+def class_share(generator, reader, z: torch.Tensor, class_id: int, device="cpu", batch_size: int = 1000) -> float | None:
+    """Share of the generator's images of ``z`` that ``reader`` labels ``class_id`` (None for no latents)."""
+    if len(z) == 0:
+        return None
+    with eval_mode(generator, reader):
+        preds = batched(lambda v: reader(generator(v)), z, batch_size, device).argmax(1)
+    return (preds == class_id).double().mean().item()

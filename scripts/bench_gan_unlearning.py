@@ -74,8 +74,10 @@ def summary_table(agg: dict, kind: str) -> str:
     header = ["model", "time (s)", "speedup", "FID (oracle)", "FID / retrain's"]
     if judge:
         header += ["FID (judge)", "FID (judge) / retrain's"]
+    beyond = [k for k in ("beyond_pool interpolated (judge)", "beyond_pool scaled (judge)") if k in agg["original"]]
     if kind == "class":
         header += ["forget rate, oracle", "forget rate, judge", "judge − retrain (points)"]
+        header += [f"beyond the pool, {k.split()[1]} (judge)" for k in beyond]
     else:
         header += ["D AUC, distance from 0.5", "D acc. on held-out real", "NN AUC pixels vs test",
                    "NN AUC pixels vs unseen train", "NN AUC judge vs test"]
@@ -89,6 +91,7 @@ def summary_table(agg: dict, kind: str) -> str:
         if kind == "class":
             row += [fmt(e.get("forget_rate"), 100, suffix="%"), fmt(e.get("forget_rate_judge"), 100, suffix="%"),
                     fmt(vs.get("forget_rate_judge", {}).get("difference"), 100)]
+            row += [fmt(e.get(k), 100, suffix="%") for k in beyond]
         else:
             row += [fmt(e.get("membership_distance"), digits=3), fmt(e.get("d_real_accuracy"), 100, 0, "%"),
                     fmt(e.get("nn_auc pixels vs test"), digits=3), fmt(e.get("nn_auc pixels vs unseen_train"), digits=3),

@@ -7,7 +7,7 @@ from gan_unlearn.models import Generator
 from gan_unlearn.streams import STREAMS, generator, stream_seed
 
 LATENT_CONSUMERS = ["unlearn.pool", "unlearn.steps", "unlearn.check", "unlearn.guard", "evaluate.latents",
-                    "augment.latents"]
+                    "evaluate.beyond", "augment.latents"]
 
 
 def test_streams_of_several_seeds_share_no_latent():

@@ -28,7 +28,7 @@ from gan_unlearn.neighbours import nearest_neighbours
 from gan_unlearn.runtime import batched, progress, resolve_device
 from metrics.extractors import EXTRACTORS, ClassifierFeatures
 from metrics.fid import reference_statistics
-from metrics.forgetting import discriminator_scores
+from metrics.forgetting import BEYOND_POOL, beyond_pool_probes, class_share, discriminator_scores
 from metrics.frechet import StreamingStats, frechet_distance
 from metrics.membership import auc, memorisation
 
@@ -135,11 +135,17 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
     unseen = unseen_training_images(ckpts[0]["dataset"]["name"], data_root, download, settings.held_out) \
         if request is not None and request.kind == "item" else None
     out_dir = Path(out_dir) if out_dir is not None else None
+    probes, beyond_note = beyond_pool(ckpts, request, judge if judge is not None else oracle, settings, dev)
+    if beyond_note:
+        log(f"note: {beyond_note}")
     labels = unique_labels(paths)
     rows = []
     for label, path, ckpt in zip(labels, paths, ckpts):
         rows.append(_evaluate_one(label, path, ckpt, oracle, judge, extractors, references, request, forget_idx,
                                   retained_classes, train, test, held, unseen, settings, dev, out_dir, show_progress))
+        if probes is not None:
+            rows[-1]["metrics"]["forget_rate_beyond_pool"] = _beyond_pool_metric(ckpt, probes, oracle, judge,
+                                                                                 request.class_id, dev)
     _add_speedups(rows)
     _add_against_retrain(rows)
     return {"settings": asdict(settings), "device": str(dev), "dataset": ckpts[0]["dataset"]["name"],
@@ -156,6 +162,30 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
                                 "images": references[who][0].n, "cached": references[who][1]}
                           for who, e in extractors.items()},
             "models": rows, "seconds": round(time.perf_counter() - t_start, 2)}
+
+
+def beyond_pool(ckpts: list, request, selector, s: EvalSettings, dev) -> tuple[dict | None, str | None]:
+    """Probe latents for a class request (``metrics.forgetting.beyond_pool_probes``), placed by the original
+    generator, the evaluated checkpoint without an unlearning record, and chosen by ``selector`` (the judge
+    where there is one). Returns (probes, note); without an original among the checkpoints there are none."""
+    if request is None or request.kind != "class":
+        return None, None
+    original = next((c for c in ckpts if not c.get("unlearning")), None)
+    if original is None:
+        return None, "forgetting beyond the pool is measured only with the original checkpoint among those evaluated"
+    G0 = restore_model(original, "generator", dev).eval()
+    probes = beyond_pool_probes(G0, selector, request.class_id, s.samples, s.seed, dev)
+    return probes, None
+
+
+def _beyond_pool_metric(ckpt: dict, probes: dict, oracle, judge, class_id: int, dev) -> dict:
+    G = restore_model(ckpt, "generator", dev).eval()
+    readers = {"oracle": oracle} if judge is None else {"oracle": oracle, "judge": judge}
+    return {"value": {probe: {who: class_share(G, r, z, class_id, dev) for who, r in readers.items()}
+                      for probe, z in probes.items()},
+            "latents": {probe: len(z) for probe, z in probes.items()}, "probes": BEYOND_POOL,
+            "chosen_by": "judge" if judge is not None else "oracle", "stream": "evaluate.beyond",
+            "class_id": class_id}
 
 
 def unique_labels(paths: list) -> list[str]:
@@ -280,6 +310,10 @@ def _item_metrics(D, train, forget_idx, held, unseen, gen_feats, gen_images, ext
 def headline(metrics: dict) -> dict:
     """The numbers every comparison uses, flat: FIDs, forget rates, membership distance, NN AUCs."""
     out = {k: metrics[k]["value"] for k in ("fid", "fid_judge", "forget_rate", "forget_rate_judge") if k in metrics}
+    for probe, by_reader in metrics.get("forget_rate_beyond_pool", {}).get("value", {}).items():
+        for who, share in by_reader.items():
+            if share is not None:
+                out[f"beyond_pool {probe} ({who})"] = share
     if "membership_auc_d" in metrics:
         out["membership_distance"] = metrics["membership_auc_d"]["distance_from_chance"]
         out["d_real_accuracy"] = metrics["d_accuracy"]["held_out_real"]
@@ -334,6 +368,9 @@ def markdown_table(report: dict) -> str:
         cols.append("FID / retrain's")
     if req.get("kind") == "class":
         cols += [f"forget rate, oracle (class {req['class_id']})"] + (["forget rate, judge"] if judge else [])
+    beyond = req.get("kind") == "class" and all("forget_rate_beyond_pool" in r["metrics"] for r in report["models"])
+    if beyond:
+        cols.append(f"beyond the pool ({'judge' if judge else 'oracle'}): interpolated / 1.5x norm")
     if req.get("kind") == "item":
         cols += ["D score forgotten / held-out", "D AUC, distance from 0.5", "D acc. held-out real / generated",
                  "NN AUC (pixels, vs test)"]
@@ -352,6 +389,11 @@ def markdown_table(report: dict) -> str:
             cells.append(f"{100 * m['forget_rate']['value']:.2f}%")
             if judge:
                 cells.append(f"{100 * m['forget_rate_judge']['value']:.2f}%")
+        if beyond:
+            who = "judge" if judge else "oracle"
+            cells.append(" / ".join("-" if m["forget_rate_beyond_pool"]["value"][p][who] is None else
+                                    f"{100 * m['forget_rate_beyond_pool']['value'][p][who]:.2f}%"
+                                    for p in ("interpolated", "scaled")))
         if req.get("kind") == "item":
             acc = m["d_accuracy"]
             cells += [f"{m['d_score']['forgotten']:.3f} / {m['d_score']['held_out']:.3f}",
