@@ -78,7 +78,27 @@ def cpu_capabilities() -> dict:
             "architecture": caps.get("architecture", platform.machine()),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     info.update({name: bool(caps.get(name, False)) for name in CPU_FEATURES})
+    info["kernel_limit"] = kernel_isa_limit(info["torch_cpu_capability"], info["architecture"])
     return info
+
+
+def kernel_isa_limit(torch_capability: str, architecture: str, env=None) -> str | None:
+    """Why this process cannot run bf16 kernels natively although the CPU may: ATen's kernels dispatched
+    below AVX-512 (``ATEN_CPU_CAPABILITY``, as ``torch.backends.cpu.get_cpu_capability()`` reports it) or
+    oneDNN's convolutions capped below its bf16 ISAs (``ONEDNN_MAX_CPU_ISA``/``DNNL_MAX_CPU_ISA``). None if
+    neither. These are also how an AVX2-only CPU is stood in for on a newer one."""
+    import os
+
+    env = os.environ if env is None else env
+    if architecture not in ("x86_64", "AMD64", "i386", "i686"):
+        return None
+    if not str(torch_capability).upper().startswith("AVX512"):
+        return f"ATen kernels run at {torch_capability}"
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        isa = env.get(var, "").upper()
+        if isa and isa != "ALL" and not any(tag in isa for tag in ("BF16", "AMX", "AVX10")):
+            return f"{var}={env[var]}"
+    return None
 
 
 def _cpu_model_name() -> str | None:
@@ -117,6 +137,9 @@ def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, 
     if device.type == "cpu":
         caps = cpu_capabilities()
         feature = native_cpu_bf16(caps)
+        if feature and caps.get("kernel_limit"):
+            return "fp32", (f"auto: CPU {caps['model']} has {feature}, but no native bf16 kernels in this process "
+                            f"({caps['kernel_limit']}); bf16 would be emulated")
         if feature:
             return "bf16", f"auto: CPU {caps['model']} has native bf16 ({feature})"
         return "fp32", f"auto: CPU {caps['model']} has no native bf16 (no AVX512-BF16 or AMX); bf16 would be emulated"

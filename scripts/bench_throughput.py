@@ -5,7 +5,9 @@ feature-extraction throughput, with the GAN's quality after one epoch as the che
     python scripts/bench_throughput.py --data-root ../shared/datasets --oracle runs/mnist_oracle.pt
 
 The plain loop is the textbook one (torchvision dataset, ToTensor/Normalize transforms, DataLoader, fp32,
-the same generator, discriminator, optimiser and batch size). The trainer runs in fp32 (what ``auto``
+the same generator, discriminator, optimiser and batch size), measured twice: with the project's layers (its
+generator's first layer is the matrix product a 1x1-input transposed convolution equals) and with stock
+layers only (``nn.ConvTranspose2d`` there), which is what a user without this project runs. The trainer runs in fp32 (what ``auto``
 picks on a CPU without native bf16) and, where this CPU computes bf16 natively, in bf16. The CPU's model,
 its relevant features and what ``auto`` picks here are part of the result. Every timed run has a fresh
 process of its own, and the settings take turns seed by seed. Writes JSON (--out) and prints a table.
@@ -34,8 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import ensure_oracle, log, table, write_json  # noqa: E402
 
 
-def plain_dcgan_epoch(data_root: str, steps: int | None, seed: int, batch_size: int = 64):
-    """The reference: a plain DCGAN loop as in the PyTorch examples, fp32, DataLoader with transforms."""
+def stock_layers(G: Generator) -> Generator:
+    """The generator as stock PyTorch builds it: its first layer an ``nn.ConvTranspose2d`` (same weights) instead of
+    the project's ``LatentProjection``, which computes the same function as a matrix product."""
+    first = G.net[0]
+    stock = nn.ConvTranspose2d(first.in_channels, first.out_channels, first.kernel_size, first.stride, first.padding,
+                               bias=first.bias is not None)
+    stock.load_state_dict(first.state_dict())
+    G.net[0] = stock
+    return G
+
+
+def plain_dcgan_epoch(data_root: str, steps: int | None, seed: int, batch_size: int = 64, layers: str = "project"):
+    """The reference: a plain DCGAN loop as in the PyTorch examples, fp32, DataLoader with transforms. ``layers``
+    ``stock``: the networks built from stock layers only, as a user without this project would have them."""
     import torchvision
     import torchvision.transforms as T
 
@@ -44,6 +58,8 @@ def plain_dcgan_epoch(data_root: str, steps: int | None, seed: int, batch_size: 
                                     transform=T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
     G, D = Generator(28, 1), Discriminator(28, 1)
+    if layers == "stock":
+        G = stock_layers(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     criterion = nn.BCEWithLogitsLoss()
@@ -87,13 +103,15 @@ def trainer_epoch(data, steps: int | None, seed: int, settings: dict):
 
 
 PLAIN = "plain loop (fp32)"
+PLAIN_STOCK = "plain loop (fp32), stock layers"
 
 
 def runs_for(caps: dict) -> dict:
-    """name -> the trainer's settings (None: the plain loop). fp32 in both layouts (``channels_last=auto``
-    follows what this table measured); bf16 only where this CPU runs it natively: emulated bf16 is many times
-    slower than fp32 and no setting anyone would choose."""
-    runs = {PLAIN: None, "trainer fp32": {"precision": "fp32", "channels_last": False},
+    """name -> the trainer's settings (``{"plain": layers}``: the plain loop). fp32 in both layouts
+    (``channels_last=auto`` follows what this table measured); bf16 only where this CPU runs it natively:
+    emulated bf16 is many times slower than fp32 and no setting anyone would choose."""
+    runs = {PLAIN: {"plain": "project"}, PLAIN_STOCK: {"plain": "stock"},
+            "trainer fp32": {"precision": "fp32", "channels_last": False},
             "trainer fp32+channels_last": {"precision": "fp32", "channels_last": True}}
     if native_cpu_bf16(caps):
         runs["trainer bf16+channels_last"] = {"precision": "bf16", "channels_last": True}
@@ -101,8 +119,8 @@ def runs_for(caps: dict) -> dict:
 
 
 def _run(name: str, settings: dict | None, data_root: str, steps: int | None, seed: int):
-    if settings is None:
-        G, rate = plain_dcgan_epoch(data_root, steps, seed)
+    if "plain" in settings:  # stock layers keep the state dict keys: the caller loads it into Generator
+        G, rate = plain_dcgan_epoch(data_root, steps, seed, layers=settings["plain"])
         chosen = {"precision": "fp32", "channels_last": False}
     else:
         G, rate, chosen = trainer_epoch(load_dataset("mnist", "train", data_root), steps, seed, settings)
@@ -161,11 +179,12 @@ def main() -> None:
             rows[name]["per_seed"].append(rate)
             rows[name]["fid_after"].append(fid(G, ext, ref, args.fid_samples, seed=123))
             log(f"{name} seed {seed}: {rate:.0f} images/s, classifier FID {rows[name]['fid_after'][-1]:.2f}")
-    base = rows[PLAIN]
+    base, stock = rows[PLAIN], rows[PLAIN_STOCK]
     for r in rows.values():
         r["images_per_second"] = sum(r["per_seed"]) / len(r["per_seed"])
         r["speedup_vs_plain"] = r["images_per_second"] / base["images_per_second"]
         r["speedup_vs_plain_per_seed"] = [a / b for a, b in zip(r["per_seed"], base["per_seed"])]
+        r["speedup_vs_stock_plain_per_seed"] = [a / b for a, b in zip(r["per_seed"], stock["per_seed"])]
     G = Generator(28, 1).eval()
     z = torch.randn(5000, 100)
     sampling = {}
@@ -183,10 +202,12 @@ def main() -> None:
               "stand_in": stand_in, "steps": steps or "one epoch", "seeds": seeds, "training": rows,
               "sampling_images_per_second": sampling, "classifier_features_images_per_second": feature_rate}
     write_json(args.out, result)
-    print(table(["run", "settings", "images/s (per seed)", "speedup vs plain (per seed)", "classifier FID after (per seed)"],
+    print(table(["run", "settings", "images/s (per seed)", "speedup vs plain (per seed)",
+                 "speedup vs plain, stock layers (per seed)", "classifier FID after (per seed)"],
                 [[name, f"{r['resolved']['precision']}{'+channels_last' if r['resolved']['channels_last'] else ''}",
                   ", ".join(f"{v:.0f}" for v in r["per_seed"]),
                   ", ".join(f"{v:.2f}x" for v in r["speedup_vs_plain_per_seed"]),
+                  ", ".join(f"{v:.2f}x" for v in r["speedup_vs_stock_plain_per_seed"]),
                   ", ".join(f"{v:.2f}" for v in r["fid_after"])] for name, r in rows.items()]))
     print("sampling: " + ", ".join(f"{v:.0f} images/s {k}" for k, v in sampling.items())
           + f"; oracle features: {feature_rate:.0f} images/s")

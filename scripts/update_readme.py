@@ -108,12 +108,15 @@ def throughput_section(r: dict, inc: dict | None) -> list[str]:
         feats = ", ".join(f"{k} {'yes' if cpu.get(k) else 'no'}" for k in ("avx2", "avx512_f", "avx512_bf16", "amx_tile"))
         out += [f"CPU: {cpu.get('model')} ({feats}); `--precision auto` picks {r['auto_precision']['precision']} here "
                 f"({r['auto_precision']['reason']}). {r.get('stand_in', '')}", ""]
-    out += ["| run | images/s (mean) | per seed | speedup vs plain loop (per seed) | classifier FID after one epoch (per seed) |",
-            "|---|---|---|---|---|"]
+    stock = all("speedup_vs_stock_plain_per_seed" in row for row in r["training"].values())
+    out += ["| run | images/s (mean) | per seed | speedup vs plain loop (per seed) |"
+            + (" speedup vs plain loop, stock layers (per seed) |" if stock else "")
+            + " classifier FID after one epoch (per seed) |", "|---|---|---|---|---|" + ("---|" if stock else "")]
     for name, row in r["training"].items():
         per_seed = row.get("speedup_vs_plain_per_seed", [row["speedup_vs_plain"]])
+        vs_stock = f" {', '.join(f'{v:.2f}x' for v in row['speedup_vs_stock_plain_per_seed'])} |" if stock else ""
         out.append(f"| {name} | {row['images_per_second']:.0f} | {', '.join(f'{v:.0f}' for v in row['per_seed'])} | "
-                   f"{row['speedup_vs_plain']:.2f}x ({', '.join(f'{v:.2f}x' for v in per_seed)}) | "
+                   f"{row['speedup_vs_plain']:.2f}x ({', '.join(f'{v:.2f}x' for v in per_seed)}) |{vs_stock} "
                    f"{', '.join(f'{v:.2f}' for v in row['fid_after'])} |")
     s = r["sampling_images_per_second"]
     out += ["", f"Sampling: {s['fp32']:.0f} images/s fp32, {s['bf16']:.0f} images/s bf16; oracle features: "

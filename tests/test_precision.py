@@ -34,6 +34,30 @@ def test_auto_on_cpu_follows_native_bf16(monkeypatch, caps, expected):
     assert ("no native bf16" in reason) == (expected == "fp32")
 
 
+@pytest.mark.parametrize("limit", ["ATen kernels run at AVX2", "ONEDNN_MAX_CPU_ISA=AVX2"])
+def test_auto_is_fp32_where_the_process_caps_its_kernels_below_bf16(monkeypatch, limit):
+    """A bf16-capable CPU whose kernels are capped (the stand-in for an AVX2-only CPU) gets fp32."""
+    monkeypatch.setattr(runtime, "cpu_capabilities",
+                        lambda: with_features(avx512_f=True, avx512_bf16=True, kernel_limit=limit))
+    precision, reason = runtime.resolve_precision("auto", "cpu")
+    assert precision == "fp32" and limit in reason and "no native bf16" in reason
+
+
+@pytest.mark.parametrize("capability, env, expected", [
+    ("AVX512", {}, None),
+    ("AVX2", {}, "ATen kernels run at AVX2"),
+    ("DEFAULT", {}, "ATen kernels run at DEFAULT"),
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "ONEDNN_MAX_CPU_ISA=AVX2"),
+    ("AVX512", {"DNNL_MAX_CPU_ISA": "avx512_core"}, "DNNL_MAX_CPU_ISA=avx512_core"),
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, None),
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, None),
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "ALL"}, None),
+])
+def test_kernel_isa_limits_are_read_from_torch_and_onednn(capability, env, expected):
+    assert runtime.kernel_isa_limit(capability, "x86_64", env) == expected
+    assert runtime.kernel_isa_limit("DEFAULT", "aarch64", env) is None  # ARM: the features decide
+
+
 @pytest.mark.parametrize("supported, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_on_cuda_follows_the_gpu(monkeypatch, supported, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
