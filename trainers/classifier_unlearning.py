@@ -38,6 +38,7 @@ class ClassifierUnlearningMethod:
     zero_shot = False
     instance_wise = False  # forgets some training images of the class, not the class
     defaults: dict = {}
+    choices: dict = {}  # parameter -> its valid values, for parameters that take one of a few words
 
     def __init__(self, seed: int = 0, **params):
         unknown = set(params) - set(self.defaults)
@@ -45,6 +46,9 @@ class ClassifierUnlearningMethod:
             raise UserError(f"{self.name} has no parameter(s) {', '.join(sorted(unknown))}; "
                             f"known: {', '.join(sorted(self.defaults)) or 'none'}")
         self.params = {**self.defaults, **params}
+        for key, valid in self.choices.items():
+            if self.params[key] not in valid:
+                raise UserError(f"{self.name} {key} must be one of {', '.join(map(repr, valid))}, not {self.params[key]!r}")
         self.seed = seed
 
     def apply(self, model: torch.nn.Module, data: ForgetData, device) -> torch.nn.Module:
@@ -349,6 +353,7 @@ class L2UL(ClassifierUnlearningMethod):
     defaults = {"num_instances": 128, "lr": 1e-3, "anchor": 1.0, "pgd_eps": 4.0, "pgd_steps": 20,
                 "adv_per_instance": 4, "max_steps": 100, "ascent": "all", "momentum": 0.9,
                 "class_anchors": 0}
+    choices = {"ascent": ("all", "correct")}
 
     def unlearn(self, model, data, device):
         p = self.params
@@ -358,8 +363,6 @@ class L2UL(ClassifierUnlearningMethod):
             raise UserError(f"l2ul needs num_instances >= 1, not {p['num_instances']}")
         x = to_float(data.forget_train.images[: p["num_instances"]].to(device))
         y = data.forget_train.labels[: p["num_instances"]].to(device)
-        if p["ascent"] not in ("all", "correct"):
-            raise UserError(f"l2ul ascent must be 'all' or 'correct', not {p['ascent']!r}")
         keep = data.forget_train.images[p["num_instances"]: p["num_instances"] + max(0, p["class_anchors"])]
         x_keep = to_float(keep.to(device))
         self.class_images_fitted = len(keep)
