@@ -215,10 +215,12 @@ def predict(model: nn.Module, images_uint8: torch.Tensor, device, batch_size: in
 
     Where the runtime's rule picks channels_last (CPUs), a channels_last copy of the model runs: the
     classifier's max-pooling and convolutions took half the time in NHWC on a 2-core AVX512 Xeon (0.89 vs
-    1.76 s for 5,000 MNIST images; logits equal to 4e-6, the same argmax). The model passed in keeps its layout."""
+    1.76 s for 5,000 MNIST images; logits equal to 4e-6, the same argmax). The model passed in keeps its layout
+    (the copy carries its hooks: a hook that records into its module sees the copy, not the model)."""
     device = torch.device(device)
-    channels_last = resolve_channels_last("auto", device, precision)[0] and \
-        any(p.ndim == 4 for p in model.parameters())
+    # only for the project's CNN, whose forward is layout-agnostic (flatten); a model that calls .view() after a
+    # convolution fails on channels_last tensors
+    channels_last = resolve_channels_last("auto", device, precision)[0] and isinstance(model, Classifier)
     run = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
     out = []
     with eval_mode(run):

@@ -82,11 +82,20 @@ def cpu_capabilities() -> dict:
     return info
 
 
+# oneDNN's CPU ISAs in its own order (ONEDNN_MAX_CPU_ISA values; AVX512_CORE_FP16 and AVX512_CORE_AMX are aliases
+# of AVX10_1_512 and AVX10_1_512_AMX); bf16 convolutions are native from AVX512_CORE_BF16 on.
+ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+               "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
+               "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL")
+
+
 def kernel_isa_limit(torch_capability: str, architecture: str, env=None) -> str | None:
-    """Why this process cannot run bf16 kernels natively although the CPU may: ATen's kernels dispatched
-    below AVX-512 (``ATEN_CPU_CAPABILITY``, as ``torch.backends.cpu.get_cpu_capability()`` reports it) or
-    oneDNN's convolutions capped below its bf16 ISAs (``ONEDNN_MAX_CPU_ISA``/``DNNL_MAX_CPU_ISA``). None if
-    neither. These are also how an AVX2-only CPU is stood in for on a newer one."""
+    """Why this process should not count on native bf16 kernels although the CPU may have them: ATen's
+    vectorised kernels dispatched below AVX-512 (``ATEN_CPU_CAPABILITY``, as
+    ``torch.backends.cpu.get_cpu_capability()`` reports it), or oneDNN capped below its bf16 ISAs
+    (``ONEDNN_MAX_CPU_ISA``, else ``DNNL_MAX_CPU_ISA``: oneDNN reads the first one set; an unknown value counts
+    as a cap, the safe side). None if neither. Together with ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (fp32 matrix
+    products) these are how an AVX2-only CPU is stood in for on a newer one."""
     import os
 
     env = os.environ if env is None else env
@@ -94,9 +103,10 @@ def kernel_isa_limit(torch_capability: str, architecture: str, env=None) -> str 
         return None
     if not str(torch_capability).upper().startswith("AVX512"):
         return f"ATen kernels run at {torch_capability}"
-    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-        isa = env.get(var, "").upper()
-        if isa and isa != "ALL" and not any(tag in isa for tag in ("BF16", "AMX", "AVX10")):
+    var = next((v for v in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if env.get(v)), None)
+    if var is not None:
+        isa = env[var].strip().upper()
+        if isa not in ONEDNN_ISAS or ONEDNN_ISAS.index(isa) < ONEDNN_ISAS.index("AVX512_CORE_BF16"):
             return f"{var}={env[var]}"
     return None
 

@@ -38,6 +38,10 @@ from trainers.classifier_unlearning import METHODS, _without_proxies, forget_dat
 from trainers.spd_gan import PerturbationGenerator, SPDBand, SPDConfig, spd_samples, train_spd_gan
 
 DEFAULT_EPOCHS = {"mnist": 1, "npz:cifar10_subset.npz": 5}
+# what the rows mean; results of another definition are not merged (2: path-perturbation cuts only the
+# weights to the class, path-perturbation-full is the paper's cut, L2UL's rest of the class leaves out the
+# anchored variant's images)
+DEFINITIONS = 2
 CLASS_METHODS = [m for m in METHODS if not getattr(METHODS[m], "instance_wise", False)]
 L2UL_ANCHORS = 256  # retained training images of the class the anchored variant fits
 # the paper's L2UL, and the variant that keeps the rest of the class (see trainers.classifier_unlearning.L2UL)
@@ -119,6 +123,10 @@ def resummarise(result: dict) -> None:
 def merge(results: dict, other: dict) -> None:
     """Add another run's raw per-(seed, class) values (other seeds or classes, same recipe) to ``results``."""
     for ds, r in other["datasets"].items():
+        mine_version = results["datasets"].get(ds, r).get("definitions", 1)
+        if r.get("definitions", 1) != DEFINITIONS or mine_version != DEFINITIONS:
+            sys.exit(f"error: {ds}: results of another definition of the rows (version {r.get('definitions', 1)} "
+                     f"/ {mine_version}, this script writes {DEFINITIONS}) are not merged; rerun them")
         if ds not in results["datasets"]:
             results["datasets"][ds] = r
             continue
@@ -214,7 +222,8 @@ def run_dataset(args, dataset: str) -> dict:
                         r["steps"] = method.steps if method else 0
                         for k, v in r.items():
                             instance_rows.setdefault(row, {}).setdefault(k, {})[seed, c] = v
-    result = {"dataset": dataset, "epochs": epochs, "classes": classes, "seeds": seeds,
+    result = {"definitions": DEFINITIONS, "l2ul_anchors": L2UL_ANCHORS, "dataset": dataset, "epochs": epochs,
+              "classes": classes, "seeds": seeds,
               "eval": {"train_sample": len(sample), "test": len(base_test)},
               "spd_gan": {"config": spd_config.__dict__, "train_seconds": spd_seconds, **spd_record},
               "oracle_test_accuracy": {s: load_checkpoint(out / f"e{epochs}_seed{s}" / "oracle.pt")["metrics"]

@@ -107,7 +107,7 @@ def throughput_section(r: dict, inc: dict | None) -> list[str]:
         cpu = r["cpu"]
         feats = ", ".join(f"{k} {'yes' if cpu.get(k) else 'no'}" for k in ("avx2", "avx512_f", "avx512_bf16", "amx_tile"))
         out += [f"CPU: {cpu.get('model')} ({feats}); `--precision auto` picks {r['auto_precision']['precision']} here "
-                f"({r['auto_precision']['reason']}). {r.get('stand_in', '')}", ""]
+                f"({r['auto_precision']['reason']}). {r.get('stand_in') or ''}", ""]
     stock = all("speedup_vs_stock_plain_per_seed" in row for row in r["training"].values())
     out += ["| run | images/s (mean) | per seed | speedup vs plain loop (per seed) |"
             + (" speedup vs plain loop, stock layers (per seed) |" if stock else "")
@@ -119,7 +119,7 @@ def throughput_section(r: dict, inc: dict | None) -> list[str]:
                    f"{row['speedup_vs_plain']:.2f}x ({', '.join(f'{v:.2f}x' for v in per_seed)}) |{vs_stock} "
                    f"{', '.join(f'{v:.2f}' for v in row['fid_after'])} |")
     s = r["sampling_images_per_second"]
-    out += ["", f"Sampling: {s['fp32']:.0f} images/s fp32, {s['bf16']:.0f} images/s bf16; oracle features: "
+    out += ["", f"Sampling: {', '.join(f'{v:.0f} images/s {k}' for k, v in s.items())}; oracle features: "
             f"{r['classifier_features_images_per_second']:.0f} images/s.", ""]
     if inc:
         out += [f"Inception FID extractor (`{inc['command']}`, {inc['weights']} weights, {inc['input']}):", "",

@@ -64,18 +64,27 @@ def test_evaluate_reports_forgetting_beyond_the_pool(tmp_path, tiny_gan_ckpt, ti
                                                      data_root):
     from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
 
+    from gan_unlearn.checkpoint import file_sha256
+
     c = tiny_gan_top_class
     ckpt = load_checkpoint(tiny_gan_ckpt)
-    ckpt["unlearning"] = {"request": ForgetRequest.for_class(c).describe(), "method": "cascaded", "seconds": 1.0}
-    save_checkpoint(tmp_path / "twin.pt", ckpt)
+    for name, source in (("twin", file_sha256(tiny_gan_ckpt)), ("stranger", "0" * 64)):
+        ckpt["unlearning"] = {"request": ForgetRequest.for_class(c).describe(), "method": "cascaded", "seconds": 1.0,
+                              "source_sha256": source}
+        save_checkpoint(tmp_path / f"{name}.pt", ckpt)
     notes = []
     kwargs = dict(settings=EvalSettings(samples=1000), data_root=data_root, device="cpu", show_progress=False)
-    report = evaluate_checkpoints([tiny_gan_ckpt, tmp_path / "twin.pt"], tiny_oracle_ckpt, log=notes.append, **kwargs)
-    original, twin = (r["metrics"]["forget_rate_beyond_pool"] for r in report["models"])
+    report = evaluate_checkpoints([tiny_gan_ckpt, tmp_path / "twin.pt", tmp_path / "stranger.pt"], tiny_oracle_ckpt,
+                                  log=notes.append, **kwargs)
+    original, twin = (r["metrics"]["forget_rate_beyond_pool"] for r in report["models"][:2])
     assert original["value"] == twin["value"]  # the same weights: the same probes read the same
     assert original["chosen_by"] == "oracle" and original["latents"]["interpolated"] > 10
     assert original["value"]["scaled"]["oracle"] > 0.5  # the original still shows the class off the shell
-    assert "beyond the pool" in markdown_table(report)
+    # a checkpoint made from another original is not read on this original's probes
+    assert "forget_rate_beyond_pool" not in report["models"][2]["metrics"]
+    assert any("stranger is not made from the original" in n for n in notes)
+    table = markdown_table(report)
+    assert "beyond the pool" in table and table.splitlines()[4].endswith("| - / - |")
     json.dumps(report, allow_nan=False)
     alone = evaluate_checkpoints([tmp_path / "twin.pt"], tiny_oracle_ckpt, log=notes.append, **kwargs)
     assert "forget_rate_beyond_pool" not in alone["models"][0]["metrics"]

@@ -52,6 +52,9 @@ def test_auto_is_fp32_where_the_process_caps_its_kernels_below_bf16(monkeypatch,
     ("AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, None),
     ("AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, None),
     ("AVX512", {"ONEDNN_MAX_CPU_ISA": "ALL"}, None),
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_FP16"}, None),  # above BF16 in oneDNN's order
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "ALL", "DNNL_MAX_CPU_ISA": "AVX2"}, None),  # oneDNN reads ONEDNN_ first
+    ("AVX512", {"ONEDNN_MAX_CPU_ISA": "FANCY"}, "ONEDNN_MAX_CPU_ISA=FANCY"),  # unknown: the safe side
 ])
 def test_kernel_isa_limits_are_read_from_torch_and_onednn(capability, env, expected):
     assert runtime.kernel_isa_limit(capability, "x86_64", env) == expected

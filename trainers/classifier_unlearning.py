@@ -78,7 +78,7 @@ def path_units(model, proxy_images: torch.Tensor, top_k: int, top_h: int, epsilo
 
 
 class PathPerturbation(ClassifierUnlearningMethod):
-    """Zero-shot: zero the incoming weights of the class's top-H path units and their weights to the class.
+    """Zero-shot: zero the class's top-H path units' weights to the class (``incoming``: their incoming rows too).
 
     ``auto_h`` (default on) picks H per class from the proxies themselves: starting at ``top_h``, it adds the
     next ``h_step`` units of the same relevance ranking until at most ``proxy_target`` of the proxy samples
@@ -140,7 +140,8 @@ class PathPerturbationFull(PathPerturbation):
 
 
 class PathGaussian(PathPerturbation):
-    """Baseline (LRA-NPP): N(0, scale^2) noise added to the same path weights instead of zeroing them; with
+    """Baseline (LRA-NPP): N(0, scale^2) noise added to the paper's path (``path-perturbation-full``'s: the units'
+    incoming rows and their weights to the class) instead of zeroing it; with
     ``relative`` the std is scale x the weights' std instead (a much milder perturbation). H is the method's
     fixed ``top_h``: the baselines take the same units as path perturbation's defaults."""
 
@@ -345,8 +346,10 @@ class L2UL(ClassifierUnlearningMethod):
     class left): ``ascent="correct"`` stops pushing an instance once it is misclassified (bounded gradient
     ascent), and ``class_anchors`` N adds cross entropy on the N training images of the class that follow
     the forgotten ones (retained data of the same class; ``instance_report`` leaves them out of "rest of
-    the class"). With anchors the rest of the class is kept and the instances stay about as recognised as
-    unseen test images of the class, which is what retraining without them gives on such a model."""
+    the class"). With anchors the rest of the class is kept, and the instances move out only part of the way
+    (measured on a 1-epoch MNIST oracle, 8 and 32 instances: 50% and 84% still recognised, against 97-98% of the
+    class's test images; a model retrained without them would recognise them about as well as those test
+    images). ``momentum`` is SGD's, in [0, 1)."""
 
     name = "l2ul"
     instance_wise = True
@@ -354,6 +357,7 @@ class L2UL(ClassifierUnlearningMethod):
                 "adv_per_instance": 4, "max_steps": 100, "ascent": "all", "momentum": 0.9,
                 "class_anchors": 0}
     choices = {"ascent": ("all", "correct")}
+    ranges = {"momentum": (0.0, 0.999)}
 
     def unlearn(self, model, data, device):
         p = self.params

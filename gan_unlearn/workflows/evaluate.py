@@ -135,7 +135,8 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
     unseen = unseen_training_images(ckpts[0]["dataset"]["name"], data_root, download, settings.held_out) \
         if request is not None and request.kind == "item" else None
     out_dir = Path(out_dir) if out_dir is not None else None
-    probes, beyond_note = beyond_pool(ckpts, request, judge if judge is not None else oracle, settings, dev)
+    probes, original_sha, beyond_note = beyond_pool(paths, ckpts, request, judge if judge is not None else oracle,
+                                                    settings, dev)
     if beyond_note:
         log(f"note: {beyond_note}")
     labels = unique_labels(paths)
@@ -143,9 +144,14 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
     for label, path, ckpt in zip(labels, paths, ckpts):
         rows.append(_evaluate_one(label, path, ckpt, oracle, judge, extractors, references, request, forget_idx,
                                   retained_classes, train, test, held, unseen, settings, dev, out_dir, show_progress))
-        if probes is not None:
+        if probes is None:
+            continue
+        source = (ckpt.get("unlearning") or {}).get("source_sha256")
+        if file_sha256(path) == original_sha or source == original_sha:
             rows[-1]["metrics"]["forget_rate_beyond_pool"] = _beyond_pool_metric(ckpt, probes, oracle, judge,
                                                                                  request.class_id, dev)
+        else:
+            log(f"note: {label} is not made from the original evaluated here; no forgetting beyond the pool for it")
     _add_speedups(rows)
     _add_against_retrain(rows)
     return {"settings": asdict(settings), "device": str(dev), "dataset": ckpts[0]["dataset"]["name"],
@@ -164,18 +170,20 @@ def evaluate_checkpoints(paths: list, oracle_path, *, request: ForgetRequest | N
             "models": rows, "seconds": round(time.perf_counter() - t_start, 2)}
 
 
-def beyond_pool(ckpts: list, request, selector, s: EvalSettings, dev) -> tuple[dict | None, str | None]:
+def beyond_pool(paths: list, ckpts: list, request, selector, s: EvalSettings, dev) -> tuple:
     """Probe latents for a class request (``metrics.forgetting.beyond_pool_probes``), placed by the original
-    generator, the evaluated checkpoint without an unlearning record, and chosen by ``selector`` (the judge
-    where there is one). Returns (probes, note); without an original among the checkpoints there are none."""
+    generator, the first evaluated checkpoint without an unlearning record, and chosen by ``selector`` (the
+    judge where there is one). Returns (probes, the original's sha256, note); the probes are read only on the
+    original and on checkpoints made from it (their record's source sha256)."""
     if request is None or request.kind != "class":
-        return None, None
-    original = next((c for c in ckpts if not c.get("unlearning")), None)
-    if original is None:
-        return None, "forgetting beyond the pool is measured only with the original checkpoint among those evaluated"
-    G0 = restore_model(original, "generator", dev).eval()
-    probes = beyond_pool_probes(G0, selector, request.class_id, s.samples, s.seed, dev)
-    return probes, None
+        return None, None, None
+    found = next(((p, c) for p, c in zip(paths, ckpts) if not c.get("unlearning")), None)
+    if found is None:
+        return None, None, ("forgetting beyond the pool is measured only with the original checkpoint among "
+                            "those evaluated")
+    G0 = restore_model(found[1], "generator", dev).eval()
+    probes = beyond_pool_probes(G0, selector, request.class_id, s.samples, s.seed, dev, batch_size=s.batch_size)
+    return probes, file_sha256(found[0]), None
 
 
 def _beyond_pool_metric(ckpt: dict, probes: dict, oracle, judge, class_id: int, dev) -> dict:
@@ -368,7 +376,7 @@ def markdown_table(report: dict) -> str:
         cols.append("FID / retrain's")
     if req.get("kind") == "class":
         cols += [f"forget rate, oracle (class {req['class_id']})"] + (["forget rate, judge"] if judge else [])
-    beyond = req.get("kind") == "class" and all("forget_rate_beyond_pool" in r["metrics"] for r in report["models"])
+    beyond = req.get("kind") == "class" and any("forget_rate_beyond_pool" in r["metrics"] for r in report["models"])
     if beyond:
         cols.append(f"beyond the pool ({'judge' if judge else 'oracle'}): interpolated / 1.5x norm")
     if req.get("kind") == "item":
@@ -390,9 +398,8 @@ def markdown_table(report: dict) -> str:
             if judge:
                 cells.append(f"{100 * m['forget_rate_judge']['value']:.2f}%")
         if beyond:
-            who = "judge" if judge else "oracle"
-            cells.append(" / ".join("-" if m["forget_rate_beyond_pool"]["value"][p][who] is None else
-                                    f"{100 * m['forget_rate_beyond_pool']['value'][p][who]:.2f}%"
+            who, shares = "judge" if judge else "oracle", m.get("forget_rate_beyond_pool", {}).get("value", {})
+            cells.append(" / ".join("-" if shares.get(p, {}).get(who) is None else f"{100 * shares[p][who]:.2f}%"
                                     for p in ("interpolated", "scaled")))
         if req.get("kind") == "item":
             acc = m["d_accuracy"]
