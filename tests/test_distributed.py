@@ -60,13 +60,24 @@ def torchrun(tmp_path, what: str, data: str, root, config: dict, out, *, resume=
     return proc.stdout
 
 
-def assert_same_weights(a: dict, b: dict, atol=2e-5, rtol=1e-4):
+def assert_same_weights(a: dict, b: dict, rel_norm: float = 0.02):
+    """Every tensor within ``rel_norm`` of the reference in relative norm (integers exactly equal).
+
+    Not elementwise: Adam normalises each update, so a summation-order difference in a gradient (a half-batch
+    per process, another CPU's kernels) can move an element whose gradient is near zero by up to about the
+    learning rate per step. Elementwise tolerances that held on an AMD EPYC failed on an Intel Xeon (largest
+    difference 3.2e-4 after 16 steps); in relative norm the worst tensor differed by 0.55% there, while the
+    unsynced-BatchNorm counterfactual below differs by 97%."""
     assert a["models"].keys() == b["models"].keys()
     for role in a["models"]:
         sa, sb = a["models"][role]["state"], b["models"][role]["state"]
         assert sa.keys() == sb.keys()
         for k in sa:
-            torch.testing.assert_close(sb[k], sa[k], atol=atol, rtol=rtol, msg=lambda m: f"{role}.{k}: {m}")
+            if not sa[k].is_floating_point():
+                assert torch.equal(sa[k], sb[k]), f"{role}.{k}"
+                continue
+            rel = ((sb[k] - sa[k]).norm() / sa[k].norm().clamp_min(1e-12)).item()
+            assert rel <= rel_norm, f"{role}.{k}: relative difference {rel:.4f} > {rel_norm}"
 
 
 @pytest.fixture(scope="module")
