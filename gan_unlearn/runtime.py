@@ -131,10 +131,12 @@ def native_cpu_bf16(caps: dict) -> str | None:
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, str]:
-    """``(fp32 | bf16, reason)``: ``auto`` means bf16 where ``device`` runs it natively, fp32 otherwise.
+    """``(fp32 | bf16, reason)``: ``auto`` means bf16 where ``device`` runs it natively and, on a CPU, where it
+    also measured faster than fp32 (``measured_bf16``), fp32 otherwise.
 
     Emulated bf16 is slow, not just imprecise: on an AVX2-only CPU bf16 autocast trained a DCGAN 15x slower
-    than fp32. Explicit ``fp32``/``bf16`` are kept as given (the reason says so).
+    than fp32; and native bf16 without AMX ran slower than fp32 on one Xeon. Explicit ``fp32``/``bf16`` are
+    kept as given (the reason says so).
     """
     check_precision(precision)
     device = torch.device(device)
@@ -151,9 +153,87 @@ def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, 
             return "fp32", (f"auto: CPU {caps['model']} has {feature}, but no native bf16 kernels in this process "
                             f"({caps['kernel_limit']}); bf16 would be emulated")
         if feature:
-            return "bf16", f"auto: CPU {caps['model']} has native bf16 ({feature})"
+            faster, timing = measured_bf16(_probe_key(caps, feature))
+            if faster:
+                return "bf16", f"auto: CPU {caps['model']} has native bf16 ({feature}) and it measured faster ({timing})"
+            return "fp32", f"auto: CPU {caps['model']} has native bf16 ({feature}), but it measured slower ({timing})"
         return "fp32", f"auto: CPU {caps['model']} has no native bf16 (no AVX512-BF16 or AMX); bf16 would be emulated"
     return "fp32", f"auto: no bf16 rule for {device.type} devices"
+
+
+# bf16 must take at most this share of fp32's time per step to be chosen: a feature flag is not a speedup.
+# Measured for this project's DCGAN step (channels_last, 2 threads): an AMD EPYC with AVX512-BF16 ran bf16 1.8-1.9x
+# faster than fp32, an Intel Xeon with AVX512-BF16 but no AMX 0.73x as fast (512-537 vs 703-727 images/s).
+BF16_MIN_SPEEDUP = 1.1
+
+
+def _probe_key(caps: dict, feature: str) -> str:
+    return (f"{caps['model']}|{feature}|{caps.get('torch_cpu_capability')}|torch {torch.__version__}|"
+            f"threads {torch.get_num_threads()}")
+
+
+@functools.lru_cache(maxsize=None)
+def measured_bf16(key: str) -> tuple[bool, str]:
+    """Whether bf16 autocast beats fp32 on this CPU for a DCGAN training step (``bf16_speed_probe``), and the
+    timing as text. Measured once per CPU, torch version and thread count and kept in the cache folder
+    (``precision_probe.json``), so a run pays the probe's few seconds only the first time."""
+    import json
+    import os
+
+    from .data import cache_dir
+
+    path = cache_dir() / "precision_probe.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    times = known.get(key) if isinstance(known, dict) else None
+    if not (isinstance(times, dict) and {"fp32", "bf16"} <= set(times)):
+        times = bf16_speed_probe()
+        known = {**(known if isinstance(known, dict) else {}), key: times}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            os.replace(tmp, path)
+        except OSError:  # a read-only cache only costs the probe again next time
+            pass
+    speedup = times["fp32"] / times["bf16"]
+    return speedup >= BF16_MIN_SPEEDUP, (f"bf16 {1000 * times['bf16']:.0f} ms vs fp32 {1000 * times['fp32']:.0f} ms "
+                                         f"per DCGAN step, {speedup:.2f}x; bf16 needs {BF16_MIN_SPEEDUP}x")
+
+
+def bf16_speed_probe(iterations: int = 3) -> dict:
+    """Seconds per training step (forward and backward) of the 28x28 DCGAN generator and discriminator,
+    batch 64, channels_last, in fp32 and in bf16 autocast: the better of two alternating rounds each. The
+    global random state is left as it was (a trainer resolves its precision after seeding)."""
+    import time
+
+    from .models import Discriminator, Generator
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        G, D = (m.to(memory_format=torch.channels_last) for m in (Generator(28, 1), Discriminator(28, 1)))
+        z = torch.randn(64, 100)
+        cpu = torch.device("cpu")
+
+        def step(precision):
+            with autocast(cpu, precision):
+                loss = D(G(z)).float().mean()
+            loss.backward()
+
+        times = {"fp32": [], "bf16": []}
+        for _ in range(2):
+            for precision in times:
+                step(precision)  # warm-up: oneDNN builds its kernels on first use
+                t0 = time.perf_counter()
+                for _ in range(iterations):
+                    step(precision)
+                times[precision].append((time.perf_counter() - t0) / iterations)
+        return {k: min(v) for k, v in times.items()}
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def resolve_channels_last(value: bool | str, device: torch.device | str, precision: str) -> tuple[bool, str]:

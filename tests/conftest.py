@@ -36,6 +36,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def _bf16_measures_faster(monkeypatch):
+    """``auto`` on a CPU with native bf16 times bf16 against fp32 (runtime.measured_bf16); tests get a fixed
+    answer, bf16 faster, so they mean the same on every machine. tests/test_precision.py tests the probe."""
+    from gan_unlearn import runtime
+
+    monkeypatch.setattr(runtime, "measured_bf16", lambda key: (True, "test stand-in: bf16 measured faster"))
+
+
 @pytest.fixture(scope="session")
 def mnist_train(data_root):
     from gan_unlearn.data import load_dataset

@@ -119,3 +119,41 @@ def test_the_gan_checkpoint_records_the_choice_and_its_reason(monkeypatch, tmp_p
     assert run["precision_reason"] == runtime.resolve_precision("auto", "cpu")[1]
     assert run["channels_last"] is True and run["channels_last_reason"].startswith("auto:")
     assert run["processes"] == 1 and run["cpu"]["model"] == caps["model"]
+
+
+def test_native_bf16_that_measures_slower_is_not_chosen(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: with_features(avx512_f=True, avx512_bf16=True))
+    monkeypatch.setattr(runtime, "measured_bf16", lambda key: (False, "bf16 341 ms vs fp32 219 ms per DCGAN step"))
+    precision, reason = runtime.resolve_precision("auto", "cpu")
+    assert precision == "fp32" and "measured slower" in reason and "341 ms" in reason
+
+
+def test_the_measurement_is_made_once_and_kept_in_the_cache(monkeypatch, tmp_path):
+    """The probe runs once per CPU/torch/threads key; later processes read its times from the cache file."""
+    import json
+
+    monkeypatch.undo()  # the real measured_bf16 (conftest stubs it), with a counted probe
+    monkeypatch.setenv("GAN_UNLEARN_CACHE", str(tmp_path))
+    calls = []
+    speeds = {"fast": {"fp32": 0.09, "bf16": 0.05}, "slow": {"fp32": 0.09, "bf16": 0.12}}
+    monkeypatch.setattr(runtime, "bf16_speed_probe", lambda: calls.append(1) or dict(speeds[key_of[0]]))
+    key_of = ["fast"]
+    runtime.measured_bf16.cache_clear()
+    try:
+        assert runtime.measured_bf16("cpu A")[0] is True and len(calls) == 1
+        assert runtime.measured_bf16("cpu A")[0] is True and len(calls) == 1  # in-process memo
+        runtime.measured_bf16.cache_clear()  # a new process: read from the file, no probe
+        assert runtime.measured_bf16("cpu A")[0] is True and len(calls) == 1
+        key_of[0] = "slow"
+        faster, text = runtime.measured_bf16("cpu B")  # another key measures again
+        assert faster is False and len(calls) == 2 and "0.75x" in text
+        assert set(json.loads((tmp_path / "precision_probe.json").read_text())) == {"cpu A", "cpu B"}
+    finally:
+        runtime.measured_bf16.cache_clear()
+
+
+def test_the_probe_times_both_precisions_and_leaves_the_random_state(monkeypatch):
+    state = torch.random.get_rng_state()
+    times = runtime.bf16_speed_probe(iterations=1)
+    assert set(times) == {"fp32", "bf16"} and all(t > 0 for t in times.values())
+    assert torch.equal(torch.random.get_rng_state(), state)

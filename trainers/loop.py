@@ -88,7 +88,9 @@ class ResumableTrainer:
             self.session.close()
             raise
         self.device = self.session.device
-        self.precision, self.precision_reason = resolve_precision(config.precision, self.device)
+        # every process trains at rank 0's precision: auto may measure, and measurements can differ by process
+        self.precision, self.precision_reason = distributed.all_gather_object(
+            resolve_precision(config.precision, self.device), self.session)[0]
         self.out = Path(out)
         self.checkpoint_every = checkpoint_every
         self.show_progress = show_progress and self.session.is_main
