@@ -178,8 +178,8 @@ def measured_bf16(key: str) -> tuple[bool, str]:
     timing as text. Measured once per CPU, torch version and thread count and kept in the cache folder
     (``precision_probe.json``), so a run pays the probe's few seconds only the first time."""
     import json
-    import os
 
+    from .checkpoint import atomic_write
     from .data import cache_dir
 
     path = cache_dir() / "precision_probe.json"
@@ -193,9 +193,7 @@ def measured_bf16(key: str) -> tuple[bool, str]:
         known = {**(known if isinstance(known, dict) else {}), key: times}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, indent=1))
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: f.write(json.dumps(known, indent=1).encode()))
         except OSError:  # a read-only cache only costs the probe again next time
             pass
     speedup = times["fp32"] / times["bf16"]

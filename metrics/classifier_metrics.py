@@ -12,21 +12,14 @@ from gan_unlearn.models import predict
 from .membership import auc
 
 
-def true_label_confidence(model, dataset: ImageDataset, device="cpu") -> torch.Tensor:
-    return F.softmax(predict(model, dataset.images, device), 1).gather(1, dataset.labels[:, None]).squeeze(1)
-
-
 def class_accuracies(model, dataset: ImageDataset, class_id: int, device="cpu") -> dict:
-    pred = predict(model, dataset.images, device).argmax(1)
-    hit = pred == dataset.labels
-    mask = dataset.labels == class_id
+    return _accuracies(predict(model, dataset.images, device), dataset.labels, class_id)
+
+
+def _accuracies(logits: torch.Tensor, labels: torch.Tensor, class_id: int) -> dict:
+    hit = logits.argmax(1) == labels
+    mask = labels == class_id
     return {"forget": hit[mask].float().mean().item(), "rest": hit[~mask].float().mean().item()}
-
-
-def class_membership_auc(model, train_of_class: ImageDataset, test_of_class: ImageDataset, device="cpu") -> float:
-    """AUC of the true-label confidence separating the class's training images (members) from its test
-    images (non-members): 0.5 means the training images are not recognisable as trained on."""
-    return auc(true_label_confidence(model, train_of_class, device), true_label_confidence(model, test_of_class, device))
 
 
 def classifier_report(model, class_id: int, train: ImageDataset, test: ImageDataset, device="cpu", *,
@@ -41,9 +34,9 @@ def classifier_report(model, class_id: int, train: ImageDataset, test: ImageData
     logits = {"train": predict(model, train.images, device), "test": predict(model, test.images, device)}
     out, of_class = {}, {}
     for split, ds in (("train", train), ("test", test)):
-        hit = logits[split].argmax(1) == ds.labels
+        acc = _accuracies(logits[split], ds.labels, class_id)
+        out[f"acc_forget_{split}"], out[f"acc_rest_{split}"] = acc["forget"], acc["rest"]
         mask = ds.labels == class_id
-        out[f"acc_forget_{split}"], out[f"acc_rest_{split}"] = hit[mask].float().mean().item(), hit[~mask].float().mean().item()
         of_class[split] = (logits[split][mask], ds.labels[mask])
     confidence = {k: F.softmax(lg, 1).gather(1, y[:, None]).squeeze(1) for k, (lg, y) in of_class.items()}
     out["mia_auc"] = auc(confidence["train"], confidence["test"])

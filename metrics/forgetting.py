@@ -15,9 +15,16 @@ def class_histogram(generator, oracle, num_samples: int = 10000, seed: int = 0, 
                     precision: str = "fp32", batch_size: int = 1000, stream: str = "evaluate.latents") -> torch.Tensor:
     """How many of ``num_samples`` generated images (latents of ``stream``) the oracle assigns to each class."""
     z = generator.sample_latents(num_samples, streams.generator(seed, stream))
-    with eval_mode(generator, oracle):
-        preds = batched(lambda v: oracle(generator(v)), z, batch_size, device, precision).argmax(1)
+    preds = predicted_classes(generator, oracle, z, device, precision, batch_size)
     return torch.bincount(preds, minlength=oracle.num_classes)
+
+
+@torch.no_grad()
+def predicted_classes(generator, reader, z: torch.Tensor, device="cpu", precision: str = "fp32",
+                      batch_size: int = 1000) -> torch.Tensor:
+    """The class ``reader`` assigns to the generator's image of each latent (both in eval mode)."""
+    with eval_mode(generator, reader):
+        return batched(lambda v: reader(generator(v)), z, batch_size, device, precision).argmax(1)
 
 
 @torch.no_grad()
@@ -44,9 +51,7 @@ def beyond_pool_probes(original, labeller, class_id: int, candidates: int = 1000
     pairwise midpoints and their 1.5x scalings. An unlearned generator that only rewired the pool's
     neighbourhood shows the class again there."""
     z = original.sample_latents(candidates, streams.generator(seed, "evaluate.beyond"))
-    with eval_mode(original, labeller):
-        labels = batched(lambda v: labeller(original(v)), z, batch_size, device).argmax(1)
-    zc = z[labels == class_id]
+    zc = z[predicted_classes(original, labeller, z, device, batch_size=batch_size) == class_id]
     half = len(zc) // 2
     return {"interpolated": 0.5 * (zc[:half] + zc[half:2 * half]), "scaled": scale * zc}
 
@@ -56,6 +61,4 @@ def class_share(generator, reader, z: torch.Tensor, class_id: int, device="cpu",
     """Share of the generator's images of ``z`` that ``reader`` labels ``class_id`` (None for no latents)."""
     if len(z) == 0:
         return None
-    with eval_mode(generator, reader):
-        preds = batched(lambda v: reader(generator(v)), z, batch_size, device).argmax(1)
-    return (preds == class_id).double().mean().item()
+    return (predicted_classes(generator, reader, z, device, batch_size=batch_size) == class_id).double().mean().item()
