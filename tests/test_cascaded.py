@@ -306,3 +306,36 @@ def test_drift_guard_returns_to_the_last_good_state_and_halves_the_learning_rate
     assert three.summary["backoffs"] == 2
     with pytest.raises(Exception, match="max-drift"):
         UnlearnConfig.of(max_drift=0).validate()
+
+
+def _readings(m, share: float, degenerate=None, satisfied=False):
+    """Replace the method's reading by a constructed one; returns the sample counts it was asked for."""
+    asked = []
+
+    def reading(samples=None):
+        asked.append(samples)
+        return {"class_share": share, "degenerate": degenerate, "satisfied": satisfied}
+
+    m.forget_metric = reading
+    return asked
+
+
+@pytest.mark.parametrize("share,degenerate,satisfied,expect", [
+    (0.05, None, False, [500]),  # 0.05 - 3 * sqrt(0.05 * 0.95 / 500) = 0.021 > 0.01: clearly short, keep it
+    (0.02, None, False, [500, None]),  # 0.02 - 3 * 0.0063 = 0.001 < 0.01: within reach, read in full
+    (0.05, "classes [2] below 0.5x their original share", False, [500, None]),  # a lost class is confirmed
+    (0.005, None, True, [500, None]),  # reached on the small reading: confirmed on the full one
+])
+def test_a_quick_check_is_kept_only_when_the_target_is_clearly_out_of_reach(tiny, share, degenerate, satisfied,
+                                                                            expect):
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train,
+                            UnlearnConfig.of(**dict(FAST, check_samples=2000), quick_check=500), oracle=C)
+    asked = _readings(m, share, degenerate, satisfied)
+    metric = m.checked_metric()
+    assert asked == expect
+    assert metric.get("quick", False) == (len(expect) == 1)
+    m.config.stopping.quick_check = 0  # off: always the full reading
+    asked.clear()
+    m.checked_metric()
+    assert asked == [None]

@@ -36,13 +36,19 @@ class LatentPool:
         return cls(z, images, batched(feature_fn, images, batch_size, device, precision))
 
 
+@torch.no_grad()
+def head_probabilities(head: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Class probabilities from the oracle's hidden features (only its head runs), on the features' device."""
+    return F.softmax(head(features.to(head.weight.device)).float(), dim=1).to(features.device)
+
+
 def class_forget_mask(pool: LatentPool, oracle, class_id: int, threshold: float) -> tuple:
     """(forgotten, retained) masks: the oracle sees class ``class_id`` with probability above ``threshold``,
-    or predicts another class. The pool's features are the oracle's hidden layer, so only its head runs."""
-    with torch.no_grad():
-        probs = F.softmax(oracle.head(pool.features.to(oracle.head.weight.device)).float().cpu(), dim=1)
+    or predicts another class (and is not forgotten). The pool's features are the oracle's hidden layer, so only
+    its head runs."""
+    probs = head_probabilities(oracle.head, pool.features).cpu()
     forgotten = probs[:, class_id] > threshold
-    retained = probs.argmax(1) != class_id
+    retained = (probs.argmax(1) != class_id) & ~forgotten  # disjoint also for thresholds below 1/2
     return forgotten, retained
 
 
@@ -57,6 +63,63 @@ def item_forget_latents(pool: LatentPool, forget_features: torch.Tensor, neighbo
     retained = torch.ones(len(pool.z), dtype=torch.bool)
     retained[idx.flatten()] = False
     return idx.flatten(), items, retained
+
+
+@dataclass
+class ForgetRegion:
+    """Where in latent space the original generator shows forgotten content, for any latent, and what a latent
+    there should produce instead: the rule that picked the pool's forgotten latents, applied to the original
+    generator's image of a new latent, so that substitution is not limited to the pool's latents (the pool
+only finds the region; the region is then known everywhere).
+
+    ``class``: the oracle's probability of the class above ``threshold`` (as ``class_forget_mask``). ``item``: a
+    feature distance to some forgotten item no larger than that item's ``neighbours``-th nearest pool sample's
+    (the pool's forgotten latents are exactly those within these radii). A latent inside maps to the substitute
+    ``substitutes`` gives, as the pool's forgotten latents do.
+    """
+
+    pool: LatentPool
+    retained: torch.Tensor  # pool mask: latents that may serve as substitutes
+    class_head: torch.nn.Module | None = None  # features -> logits (class requests)
+    class_id: int | None = None
+    threshold: float = 0.5
+    item_features: torch.Tensor | None = None  # item requests
+    item_radii: torch.Tensor | None = None
+    real_images: torch.Tensor | None = None  # nearest-real substitution: retained real images and their features
+    real_features: torch.Tensor | None = None
+
+    @classmethod
+    def for_class(cls, pool: LatentPool, retained: torch.Tensor, oracle, class_id: int, threshold: float):
+        return cls(pool, retained, class_head=oracle.head, class_id=class_id, threshold=threshold)
+
+    @classmethod
+    def for_items(cls, pool: LatentPool, retained: torch.Tensor, item_features: torch.Tensor, neighbours: int):
+        dist = torch.cdist(item_features.flatten(1).float(), pool.features.flatten(1).float())
+        radii = dist.topk(neighbours, dim=1, largest=False).values[:, -1]
+        return cls(pool, retained, item_features=item_features.flatten(1).float(), item_radii=radii)
+
+    @torch.no_grad()
+    def contains(self, features: torch.Tensor) -> torch.Tensor:
+        """Mask of the images (given by their features) that show forgotten content."""
+        if self.class_head is not None:
+            return head_probabilities(self.class_head, features)[:, self.class_id] > self.threshold
+        dist = torch.cdist(features.flatten(1).float(), self.item_features.to(features.device))
+        return (dist <= self.item_radii.to(features.device)).any(dim=1)
+
+    def substitutes(self, z: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The substitute of each latent ``z`` whose original image has ``features``: the original generator's
+        image at the nearest retained pool latent, or with ``real_images`` the nearest of those in features."""
+        if self.real_images is not None:
+            return self.real_images[nearest_neighbours(features.cpu(), self.real_features)[:, 0]]
+        return nearest_retained_images(self.pool, self.retained, z)
+
+
+def nearest_retained_images(pool: LatentPool, retained: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The pool image of the retained pool latent nearest to each of ``z`` (option B's substitute)."""
+    candidates = retained.nonzero().flatten()
+    if len(candidates) == 0:
+        raise UserError("no retained latents in the pool to substitute with; raise --pool-size")
+    return pool.images[candidates[nearest_neighbours(z.cpu(), pool.z[candidates])[:, 0]]]
 
 
 def invert(G0, z: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, device) -> torch.Tensor:
@@ -90,9 +153,6 @@ def substitutes(method: str, pool: LatentPool, retained: torch.Tensor, z_forget:
             raise UserError("nearest-real substitution needs retained real images")
         return real_images[nearest_neighbours(forget_features, real_features)[:, 0]]
     if method == "nearest-latent":
-        candidates = retained.nonzero().flatten()
-        if len(candidates) == 0:
-            raise UserError("no retained latents in the pool to substitute with; raise --pool-size")
-        return pool.images[candidates[nearest_neighbours(z_forget, pool.z[candidates])[:, 0]]]
+        return nearest_retained_images(pool, retained, z_forget)
     raise UserError(f"unknown substitution {method!r}; use one of {', '.join(SUBSTITUTIONS)}")
 

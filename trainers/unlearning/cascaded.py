@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from gan_unlearn.relevance import unit_relevance
 from gan_unlearn.runtime import batched
 
-from ..latents import LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
+from ..latents import ForgetRegion, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
 from ..losses import bce
 from .base import GANUnlearningMethod
 
@@ -21,6 +21,7 @@ class CascadedUnlearning(GANUnlearningMethod):
     """Fake label for forgotten images + substitution of forgotten latents (the method)."""
 
     name = "cascaded"
+    region: ForgetRegion | None = None  # set by ``prepare`` with ``fresh`` substitution
 
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
@@ -38,13 +39,17 @@ class CascadedUnlearning(GANUnlearningMethod):
                                   self.device)
                 forget_feats = batched(lambda z: self.feature_fn(self.G0(z)), z_forget, 1000, self.device,
                                        self.precision)
-        real, real_feats = None, None
+        self.region, real, real_feats = None, None, None
         if s.kind == "nearest-real":
             pick = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.rng)[:s.target_pool]]
             real = self.train_set.batch(pick)
             real_feats = batched(self.feature_fn, real, 1000, self.device, self.precision)
         # a generator that never shows the class leaves nothing to substitute; the fake label still applies
         subs = substitutes(s.kind, pool, retained, z_forget, forget_feats, real, real_feats) if len(z_forget) else None
+        if s.fresh and s.kind != "none":
+            self.region = ForgetRegion.for_class(pool, retained, self.oracle, self.request.class_id, s.class_threshold) \
+                if self.request.kind == "class" else ForgetRegion.for_items(pool, retained, item_feats, s.item_neighbours)
+            self.region.real_images, self.region.real_features = real, real_feats
         if c.cascade.focus_fraction > 0:
             self.focus_on_relevant_units(z_forget)
         keep = retained.nonzero().flatten()
@@ -108,8 +113,8 @@ class CascadedUnlearning(GANUnlearningMethod):
         chunks = list(self.G(torch.cat(parts)).float().split([len(p) for p in parts]))  # one pass (eval-mode BN)
         fresh = chunks.pop(0)
         loss = self.config.training.lambda_adv * bce(self.D(fresh), 1.0)
-        if k.lambda_keep > 0 and k.keep_fresh:
-            loss = loss + k.lambda_keep * self.fresh_preservation_loss(z_fresh, fresh, dist)
+        if (k.keep_fresh and k.lambda_keep > 0) or self.region is not None:
+            loss = loss + self.fresh_targets_loss(z_fresh, fresh, dist)
         if use_sub:
             out = chunks.pop(0)
             loss = loss + k.lambda_sub * dist(out, t["substitutes"][i_sub].to(self.device))
@@ -119,17 +124,27 @@ class CascadedUnlearning(GANUnlearningMethod):
             loss = loss + k.lambda_keep * dist(chunks.pop(0), t["keep_images"][i_keep].to(self.device))
         return loss
 
-    def fresh_preservation_loss(self, z_fresh, out_fresh, dist):
-        """Distance to the original generator's output on the fresh latents that show retained content
-        (for a class request, those the oracle does not assign to the class)."""
+    def fresh_targets_loss(self, z_fresh, out_fresh, dist):
+        """On fresh latents: preservation of the original generator's output where it shows retained content
+        (for a class request, where the oracle does not assign it to the class), and, with ``fresh``
+        substitution, the substitute's image where the original's output falls in the forgotten region."""
+        k = self.config.cascade
         with torch.no_grad():
             reference = self.G0(z_fresh).float()
             keep = torch.ones(len(z_fresh), dtype=torch.bool, device=reference.device)
+            features = self.feature_fn(reference) if self.request.kind == "class" or self.region is not None else None
             if self.request.kind == "class":
-                keep = self.oracle(reference).argmax(1) != self.request.class_id
-        if not keep.any():
-            return out_fresh.sum() * 0.0
-        return dist(out_fresh[keep], reference[keep])
+                keep = self.oracle.head(features).argmax(1) != self.request.class_id
+            forgotten = self.region.contains(features) if self.region is not None else None
+            if forgotten is not None:
+                keep &= ~forgotten
+        loss = out_fresh.sum() * 0.0
+        if k.keep_fresh and k.lambda_keep > 0 and keep.any():
+            loss = loss + k.lambda_keep * dist(out_fresh[keep], reference[keep])
+        if forgotten is not None and forgotten.any():
+            target = self.region.substitutes(z_fresh[forgotten], features[forgotten]).to(out_fresh.device)
+            loss = loss + k.lambda_sub * dist(out_fresh[forgotten], target.float())
+        return loss
 
 
 class _Features(torch.nn.Module):

@@ -112,6 +112,8 @@ class SubstitutionOptions:
     invert_steps: int = param(0, NON_NEGATIVE_COUNT, "steps of latent inversion of forgotten items (0: none)")
     invert_lr: float = param(0.05, POSITIVE, "learning rate of latent inversion")
     target_pool: int = param(5000, COUNT, "retained real images searched by nearest-real")
+    fresh: bool = param(False, BOOL, "also substitute fresh latents whose original image falls in the forgotten "
+                                     "region (else only the pool's forgotten latents)")
 
 
 @dataclass
@@ -125,6 +127,9 @@ class StoppingOptions:
     min_rounds: int = param(10, NON_NEGATIVE_COUNT, "rounds before the first check")
     check_every: int = param(10, COUNT, "rounds between checks")
     check_samples: int = param(2000, COUNT, "samples per check of a class request")
+    quick_check: int = param(0, NON_NEGATIVE_COUNT, "samples of a first reading at each check; the full one "
+                                                    "follows only if the target may be reached or a class may "
+                                                    "be lost (0: always the full reading)")
     forget_target: float = param(0.01, FRACTION, "a class request stops at this share of the class or less")
     held_out: int = param(1000, COUNT, "held-out test images of an item request's check")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")

@@ -1,0 +1,119 @@
+"""The forgotten region (substitution for any latent, not only the pool's): tiny constructed cases whose answer
+is known, and the cascade's fresh-latent loss against a brute-force computation on the tiny trained models."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from gan_unlearn.checkpoint import load_checkpoint, restore_model
+from gan_unlearn.data import load_dataset
+from gan_unlearn.forget import ForgetRequest
+from trainers.latents import ForgetRegion, LatentPool, class_forget_mask, item_forget_latents
+from trainers.unlearning import CascadedUnlearning, UnlearnConfig
+
+from .test_cascaded import FAST
+
+
+class _SignOracle(torch.nn.Module):
+    """Features are the image's first pixel; class 0 where it is positive, class 1 where negative."""
+
+    num_classes = 2
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[20.0], [-20.0]]))
+            self.head.bias.zero_()
+
+    def features(self, x):
+        return x.flatten(1)[:, :1]
+
+
+def _pool(n=200, seed=0):
+    """A 'generator' that copies the latent into a 1x2x2 image: class 0 exactly where z[0] > 0."""
+    z = torch.randn(n, 4, generator=torch.Generator().manual_seed(seed))
+    images = z.view(n, 1, 2, 2).clone()
+    return LatentPool(z, images, images.flatten(1)[:, :1])
+
+
+def test_a_latent_in_the_forgotten_class_region_maps_to_the_nearest_retained_pool_image():
+    pool, oracle = _pool(), _SignOracle()
+    forgotten, retained = class_forget_mask(pool, oracle, 0, 0.5)
+    region = ForgetRegion.for_class(pool, retained, oracle, 0, 0.5)
+    fresh = _pool(50, seed=1)  # latents the pool never drew
+    inside = region.contains(fresh.features)
+    assert torch.equal(inside, fresh.z[:, 0] > 0)  # the class's region, away from the boundary's few units
+    assert torch.equal(region.contains(pool.features), forgotten)  # the same rule that chose the pool's latents
+    subs = region.substitutes(fresh.z[inside], fresh.features[inside])
+    candidates = retained.nonzero().flatten()
+    for z, s in zip(fresh.z[inside], subs):
+        best = candidates[((pool.z[candidates] - z) ** 2).sum(1).argmin()]
+        assert torch.equal(s, pool.images[best])
+    assert not region.contains(subs.flatten(1)[:, :1]).any()  # every substitute shows retained content
+
+
+def test_the_item_region_is_the_pools_neighbour_rule_extended_to_any_latent():
+    pool = _pool(300)
+    items = pool.features[:5] + 0.01  # forgotten items next to five pool samples
+    idx, _, retained = item_forget_latents(pool, items, 3)
+    region = ForgetRegion.for_items(pool, retained, items, 3)
+    assert torch.equal(region.contains(pool.features), ~retained)  # exactly the pool's forgotten latents
+    assert region.contains(items).all()  # the items themselves are inside
+    far = items + 100.0
+    assert not region.contains(far).any()
+
+
+def test_nearest_real_substitution_of_fresh_latents_uses_the_nearest_real_image_in_features():
+    pool = _pool()
+    _, retained = class_forget_mask(pool, _SignOracle(), 0, 0.5)
+    region = ForgetRegion.for_class(pool, retained, _SignOracle(), 0, 0.5)
+    real = -torch.rand(30, 1, 2, 2, generator=torch.Generator().manual_seed(3))
+    region.real_images, region.real_features = real, real.flatten(1)[:, :1]
+    f = torch.tensor([[-0.5], [-0.1]])
+    got = region.substitutes(torch.zeros(2, 4), f)
+    for row, fi in zip(got, f):
+        assert torch.equal(row, real[(region.real_features - fi).abs().flatten().argmin()])
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
+    ck = load_checkpoint(tiny_gan_ckpt)
+    return (restore_model(ck, "generator"), restore_model(ck, "discriminator"),
+            restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier"),
+            load_dataset("mnist[:512]", "train", data_root))
+
+
+def test_fresh_latents_in_the_region_are_pulled_to_substitutes_and_the_rest_to_the_original(tiny_models):
+    G, D, C, train = tiny_models
+    z = G.sample_latents(256, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        reference = G.eval()(z).float()
+        probs = F.softmax(C.eval()(reference), dim=1)
+    # the tiny oracle is unsure of the tiny GAN's blobs and may call them all one class: forget the likeliest
+    # class that is not every sample's top class, with its median probability as the threshold (half inside)
+    mean = probs.mean(0)
+    mean[torch.bincount(probs.argmax(1), minlength=probs.shape[1]) == len(z)] = -1
+    cls = int(mean.argmax())
+    threshold = probs[:, cls].median().item()
+    config = UnlearnConfig.of(**FAST, fresh=True, class_threshold=threshold)
+    u = CascadedUnlearning(G, D, ForgetRequest.for_class(cls), train, config, oracle=C)
+    u.prepare()
+    inside = probs[:, cls] > threshold
+    assert torch.equal(u.region.contains(C.features(reference)), inside)
+    assert inside.any() and (~inside).any()  # the tiny GAN draws its top class and others
+    # at the original generator, only the region's latents contribute: their distance to their substitutes
+    k = u.config.cascade
+    loss = u.fresh_targets_loss(z, reference, F.mse_loss)
+    subs = u.region.substitutes(z[inside], C.features(reference[inside]))
+    assert loss.item() == pytest.approx(k.lambda_sub * F.mse_loss(reference[inside], subs).item(), rel=1e-5)
+    # a retained latent's output moved away from the original costs preservation; a region latent's does not
+    moved = reference.clone()
+    outside = (~inside & (probs.argmax(1) != cls)).nonzero().flatten()[0]  # preserved
+    moved[outside] += 0.5
+    assert u.fresh_targets_loss(z, moved, F.mse_loss) > loss
+    # without fresh substitution the region's latents are left to the adversarial loss (no target)
+    plain = CascadedUnlearning(G, D, ForgetRequest.for_class(cls), train,
+                               UnlearnConfig.of(**FAST, class_threshold=threshold), oracle=C)
+    plain.prepare()
+    assert plain.region is None and plain.fresh_targets_loss(z, reference, F.mse_loss).item() == 0.0
