@@ -33,6 +33,8 @@ VARIANTS = {
     "cascaded": {},
     "cascaded-nearest-real": {"substitution.kind": "nearest-real"},
     "cascaded-focus": {"focus_fraction": 0.25},
+    "cascaded-quick-checks": {"quick_check": 500},
+    "cascaded-fresh": {"substitution.fresh": True},
 }
 
 
@@ -134,7 +136,7 @@ def main() -> None:
         variants = {"cascaded": {}, **variants}
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {"command": " ".join(sys.argv), "machine": machine(args.device), "setting": args.setting,
-               "dataset": dataset, "recipe_epochs": epochs, "seeds": seeds,
+               "dataset": dataset, "recipe_epochs": epochs, "seeds": seeds, "samples": args.samples,
                "one_off": {"oracle": oracle, "judge": judge}, "requests": {}}
     md = [f"# GAN unlearning benchmark ({dataset}, {args.setting} setting, seeds {args.seeds})\n",
           f"`{results['command']}`\n"]

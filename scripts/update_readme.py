@@ -53,7 +53,7 @@ def gan_section(r: dict) -> list[str]:
         what = f"class {first.get('class_id')}" if first["kind"] == "class" else f"{first.get('num_items')} items"
         body = req["table"].replace("|D AUC − 0.5|", "D AUC, distance from 0.5")  # runs before the header fix
         out += [f"**{kind} request** ({what}), mean ± sd over {len(r['seeds'])} seeds:", "", body, ""]
-    out += ["Protocol: 10,000 samples per model from the evaluate.latents stream (never the latents the method "
+    out += [f"Protocol: {r.get('samples', 10000):,} samples per model from the evaluate.latents stream (never the latents the method "
             "trained or stopped on); FID against the real training split (retained classes for a class request) in "
             "the oracle's and the judge's features, and as a ratio to the retrained model's; held-out images from "
             "the reporting half of the held-out split (the stopping rule reads the other half); 'D AUC, distance from 0.5' is the "
@@ -102,7 +102,7 @@ def classifier_section(r: dict) -> list[str]:
 
 
 def throughput_section(r: dict, inc: dict | None) -> list[str]:
-    out = ["### Throughput", "", f"Command: `{r['command']}`", ""]
+    out = [f"### Throughput ({r.get('cpu', {}).get('model', 'CPU')})", "", f"Command: `{r['command']}`", ""]
     if "cpu" in r:
         cpu = r["cpu"]
         feats = ", ".join(f"{k} {'yes' if cpu.get(k) else 'no'}" for k in ("avx2", "avx512_f", "avx512_bf16", "amx_tile"))
@@ -170,7 +170,8 @@ section. What changed:
 
 def main() -> None:
     parts = [WITHDRAWN]
-    sections = [("bench_gan_full_cuda.json", gan_section), ("bench_gan_memorising_cuda.json", gan_section),
+    sections = [("bench_gan_full_cuda.json", gan_section), ("bench_gan_full_cpu.json", gan_section),
+                ("bench_gan_memorising_cuda.json", gan_section),
                 ("bench_speedup.json", speedup_section),
                 ("bench_speedup_quick.json", speedup_section),
                 ("bench_classifier_unlearning.json", classifier_section),
@@ -187,6 +188,9 @@ def main() -> None:
         parts += throughput_section(tp, load("bench_inception.json"))
     else:
         missing.append("bench_throughput.json")
+    for name in ("bench_throughput_xeon.json",):  # the same benchmark on other CPUs
+        if (other := load(name)) is not None:
+            parts += throughput_section(other, None)
     if missing:
         parts += [f"Not yet run: {', '.join(missing)}.", ""]
     readme = (REPO / "README.md").read_text()
