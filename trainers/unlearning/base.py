@@ -125,13 +125,14 @@ class GANUnlearningMethod:
         """Feature space for nearest neighbours: the oracle's hidden layer, or pixels without an oracle."""
         return self.oracle.features(images) if self.oracle is not None else images.flatten(1)
 
-    def forget_metric(self) -> dict:
-        """The stopping rule's measurement on the current models, with whether it is satisfied and, if not
-        satisfiable, why the generator (or discriminator) counts as degenerate."""
+    def forget_metric(self, samples: int | None = None) -> dict:
+        """The stopping rule's measurement on the current models (``samples`` generated images, by default
+        ``check_samples``), with whether it is satisfied and, if not satisfiable, why the generator (or
+        discriminator) counts as degenerate."""
         c, stop = self.config, self.config.stopping
         out, degenerate = {}, []
         if self.oracle is not None:
-            hist = class_histogram(self.output_generator, self.oracle, stop.check_samples, seed=c.seed,
+            hist = class_histogram(self.output_generator, self.oracle, samples or stop.check_samples, seed=c.seed,
                                    device=self.device, precision=self.precision, stream="unlearn.check").double()
             shares = hist / hist.sum()
             if self.request.kind == "class":
@@ -158,6 +159,24 @@ class GANUnlearningMethod:
         out["degenerate"] = "; ".join(degenerate) or None
         out["satisfied"] = reached and not degenerate
         return out
+
+    def checked_metric(self) -> dict:
+        """The reading at a check: with ``quick_check``, a small reading first, kept (marked ``quick``) when it
+        shows no lost class and the class share lies more than three binomial standard errors above the target
+        (an item request's rule compares D's scores on fixed images, so there only the share histogram is
+        smaller); otherwise the full reading. Checks were a third of the cascade's time on a 2-core CPU."""
+        stop = self.config.stopping
+        n = stop.quick_check
+        if self.oracle is None or not 0 < n < stop.check_samples:
+            return self.forget_metric()
+        metric = self.forget_metric(n)
+        if metric["degenerate"] is None and not metric["satisfied"]:
+            if self.request.kind == "item":
+                return {**metric, "quick": True}
+            p = max(metric["class_share"], stop.forget_target)
+            if metric["class_share"] - 3 * (p * (1 - p) / n) ** 0.5 > stop.forget_target:
+                return {**metric, "quick": True}
+        return self.forget_metric()
 
     @staticmethod
     def reported(metric: dict) -> dict:
@@ -289,7 +308,7 @@ class GANUnlearningMethod:
             rounds = r + 1
             if rounds >= stop.min_rounds and (rounds % stop.check_every == 0 or rounds == stop.max_rounds):
                 with self.timer("checks"):
-                    metric = self.forget_metric()
+                    metric = self.checked_metric()
                     drift = self.preservation_drift()
                 history.append({"round": rounds, "loss_d": round(loss_d, 4), "loss_g": round(loss_g, 4),
                                 **self.reported(metric)})
