@@ -188,9 +188,6 @@ def main() -> None:
         parts += throughput_section(tp, load("bench_inception.json"))
     else:
         missing.append("bench_throughput.json")
-    for name in ("bench_throughput_xeon.json",):  # the same benchmark on other CPUs
-        if (other := load(name)) is not None:
-            parts += throughput_section(other, None)
     if missing:
         parts += [f"Not yet run: {', '.join(missing)}.", ""]
     readme = (REPO / "README.md").read_text()

@@ -109,9 +109,9 @@ only finds the region; the region is then known everywhere).
     def substitutes(self, z: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """The substitute of each latent ``z`` whose original image has ``features``: the original generator's
         image at the nearest retained pool latent, or with ``real_images`` the nearest of those in features."""
-        if self.real_images is not None:
-            return self.real_images[nearest_neighbours(features.cpu(), self.real_features)[:, 0]]
-        return nearest_retained_images(self.pool, self.retained, z)
+        kind = "nearest-real" if self.real_images is not None else "nearest-latent"
+        return substitutes(kind, self.pool, self.retained, z.cpu(), features.cpu(), self.real_images,
+                           self.real_features)
 
 
 def nearest_retained_images(pool: LatentPool, retained: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ class CascadedUnlearning(GANUnlearningMethod):
                                   self.device)
                 forget_feats = batched(lambda z: self.feature_fn(self.G0(z)), z_forget, 1000, self.device,
                                        self.precision)
-        self.region, real, real_feats = None, None, None
+        real, real_feats = None, None
         if s.kind == "nearest-real":
             pick = self.retain_idx[torch.randperm(len(self.retain_idx), generator=self.rng)[:s.target_pool]]
             real = self.train_set.batch(pick)
