@@ -13,6 +13,16 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+def rank_matched_bce(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """BCE of each logit, in rank order, against the probability at the same quantile of ``reference_logits``
+    (detached). Minimal when the two batches' scores share one distribution, so it teaches D to score
+    forgotten images like held-out ones (membership AUC 1/2) rather than below them, as a fake label does."""
+    logits = logits.float().flatten().sort().values
+    q = torch.linspace(0, 1, len(logits), device=logits.device)  # equal sizes: exactly rank i against rank i
+    target = torch.sigmoid(torch.quantile(reference_logits.detach().float().flatten(), q))
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
 def d_loss_real_fake(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Standard discriminator loss: real images labelled 1, generated images labelled 0."""
     return bce(D(real), 1.0) + bce(D(fake), 0.0)

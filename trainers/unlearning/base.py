@@ -26,6 +26,7 @@ from gan_unlearn.runtime import (autocast, batched, frozen, progress, resolve_de
                                  to_memory_format)
 from gan_unlearn.streams import generator as stream
 from metrics.forgetting import class_histogram, discriminator_scores
+from metrics.membership import auc
 
 from ..gan import make_optimizer
 from ..losses import bce
@@ -93,10 +94,14 @@ class GANUnlearningMethod:
         self.rng = stream(c.seed, "unlearn.steps")
         self.timer = PhaseTimer(self.device)
         self.forget_images = train_set.batch(self.forget_idx)
-        self.held_out_images, self.held_out_record = None, None
+        self.held_out_images, self.match_images, self.held_out_record = None, None, None
         if request.kind == "item":  # only the stopping part of the held-out split: reports use the other part
             split = held_out_split(len(held_out))
-            self.held_out_images = held_out.batch(split["stop"][:c.stopping.held_out])
+            stop, n = split["stop"], c.stopping.held_out
+            if c.cascade.item_d_target == "held-out":  # D's targets come from images the check never reads
+                n = min(n, len(stop) // 2)
+                self.match_images = held_out.batch(stop[n:])
+            self.held_out_images = held_out.batch(stop[:n])
             self.held_out_record = split_record(split)
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
@@ -148,12 +153,15 @@ class GANUnlearningMethod:
             forgotten = discriminator_scores(self.D, self.forget_images, self.device, self.precision)
             held = discriminator_scores(self.D, self.held_out_images, self.device, self.precision)
             out.update(d_score_forgotten=forgotten.mean().item(), d_score_held_out=held.mean().item(),
-                       d_real_accuracy=(held > 0.5).float().mean().item())
+                       d_auc=auc(forgotten, held), d_real_accuracy=(held > 0.5).float().mean().item())
             if self.reference is not None and \
                     out["d_real_accuracy"] < self.reference["d_real_accuracy"] - stop.max_real_accuracy_drop:
                 degenerate.append(f"D accepts {100 * out['d_real_accuracy']:.0f}% of held-out real images "
                                   f"(originally {100 * self.reference['d_real_accuracy']:.0f}%)")
-            reached = out["d_score_forgotten"] <= out["d_score_held_out"]
+            if stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
+                reached = out["d_auc"] <= 0.5 + stop.auc_margin
+            else:
+                reached = out["d_score_forgotten"] <= out["d_score_held_out"]
         else:
             reached = out["class_share"] <= stop.forget_target
         out["degenerate"] = "; ".join(degenerate) or None
@@ -243,7 +251,10 @@ class GANUnlearningMethod:
         return torch.randint(n, (size,), generator=self.rng)
 
     def _images(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.train_set.batch(idx, self.device)
+        return self._as_input(self.train_set.batch(idx, self.device))
+
+    def _as_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
 
     def discriminator_step(self) -> float:

@@ -11,7 +11,7 @@ from gan_unlearn.relevance import unit_relevance
 from gan_unlearn.runtime import batched
 
 from ..latents import ForgetRegion, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
-from ..losses import bce
+from ..losses import bce, rank_matched_bce
 from .base import GANUnlearningMethod
 
 DISTANCE_FUNCTIONS = {"l2": F.mse_loss, "l1": F.l1_loss}
@@ -83,15 +83,21 @@ class CascadedUnlearning(GANUnlearningMethod):
 
     def discriminator_batch(self) -> dict:
         batch = super().discriminator_batch()
-        batch["forgotten"] = self._images(self.forget_idx[self._pick(len(self.forget_idx),
-                                                                     self.config.cascade.forget_batch)])
+        k = self.config.cascade
+        batch["forgotten"] = self._images(self.forget_idx[self._pick(len(self.forget_idx), k.forget_batch)])
+        if self.match_images is not None:
+            pick = self._pick(len(self.match_images), k.forget_batch)
+            batch["match"] = self._as_input(self.match_images[pick])
         return batch
 
     def discriminator_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
-        """Real retained images -> 1, generated -> 0, forgotten images -> fake (the fake-label criterion)."""
+        """Real retained images -> 1, generated -> 0, forgotten images -> fake (the fake-label criterion), or
+        for items with ``item_d_target=held-out``, forgotten items -> the scores of held-out real images."""
         loss = super().discriminator_loss(batch, fake)
         k = self.config.cascade
-        if k.lambda_u > 0:
+        if k.lambda_u > 0 and "match" in batch:
+            loss = loss + k.lambda_u * rank_matched_bce(self.D(batch["forgotten"]), self.D(batch["match"]))
+        elif k.lambda_u > 0:
             loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
         return loss
 

@@ -18,6 +18,8 @@ from gan_unlearn.runtime import PRECISIONS
 from ..latents import SUBSTITUTIONS
 
 DISTANCES = ("l2", "l1")
+ITEM_D_TARGETS = ("fake", "held-out")
+ITEM_RULES = ("mean", "auc")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class CascadeOptions:
     forget_batch: int = param(32, COUNT, "forgotten images or latents per step")
     lambda_u: float = param(1.0, NON_NEGATIVE, "weight of the fake label on forgotten images")
     fake_target: float = param(0.0, BETA, "the label D is taught for forgotten images")
+    item_d_target: str = param("fake", Range(choices=ITEM_D_TARGETS),
+                               "item requests: D learns forgotten items as fake (the fake label), or to score them "
+                               "as it scores held-out real images, rank by rank (held-out)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
@@ -132,6 +137,10 @@ class StoppingOptions:
                                                     "be lost (0: always the full reading)")
     forget_target: float = param(0.01, FRACTION, "a class request stops at this share of the class or less")
     held_out: int = param(1000, COUNT, "held-out test images of an item request's check")
+    item_rule: str = param("mean", Range(choices=ITEM_RULES),
+                           "item requests stop when D's mean score on the items is at most its mean on held-out "
+                           "images (mean), or its membership AUC is at most 1/2 + auc_margin (auc)")
+    auc_margin: float = param(0.05, Range(0, 0.5), "the auc item rule's allowance above 1/2")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
 

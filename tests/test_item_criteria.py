@@ -1,0 +1,137 @@
+"""Item requests' discriminator side: the rank-matched target (forgotten items scored like held-out real
+images) against the fake label, and the rank (AUC) stopping rule against the mean rule, each with an oracle."""
+
+import pytest
+import torch
+
+from gan_unlearn.checkpoint import load_checkpoint, restore_model
+from gan_unlearn.data import load_dataset
+from gan_unlearn.forget import ForgetRequest
+from gan_unlearn.heldout import held_out_split
+from metrics.membership import auc
+from trainers.losses import bce, rank_matched_bce
+from trainers.unlearning import METHODS, UnlearnConfig, unlearn
+
+FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
+            precision="fp32", channels_last=False)
+
+
+def test_rank_matched_bce_has_no_gradient_where_the_distributions_agree():
+    reference = torch.randn(32, generator=torch.Generator().manual_seed(0))
+    logits = reference[torch.randperm(32)].clone().requires_grad_()  # the same scores in another order
+    rank_matched_bce(logits, reference).backward()
+    assert logits.grad.abs().max() < 1e-7
+
+
+def test_rank_matched_bce_pulls_each_rank_to_the_reference_rank_from_either_side():
+    reference = torch.linspace(-3, 3, 16)
+    high = (reference + 2.0).requires_grad_()
+    rank_matched_bce(high, reference).backward()
+    assert (high.grad > 0).all()  # descent lowers scores above the reference ...
+    low = (reference - 2.0).requires_grad_()
+    rank_matched_bce(low, reference).backward()
+    assert (low.grad < 0).all()  # ... and raises those below it, where a fake label would push on
+    # the gradient of BCE with logits: (sigmoid(logit) - target) / n, target the reference's probability
+    expected = (torch.sigmoid(reference + 2.0) - torch.sigmoid(reference)) / 16
+    assert torch.allclose(high.grad, expected, atol=1e-6)
+
+
+def test_unequal_batches_match_by_quantile():
+    reference = torch.arange(101, dtype=torch.float32)  # quantiles 0, 25, 50, 75, 100
+    logits = torch.tensor([0.0, 25.0, 50.0, 75.0, 100.0], requires_grad=True)
+    rank_matched_bce(logits, reference).backward()
+    assert logits.grad.abs().max() < 1e-7
+
+
+def _train_linear_discriminator(loss_fn, steps=400):
+    """A linear D on 2-D points that starts out calling members (mean (2, 0)) more real than non-members
+    (mean 0): the situation of a GAN's D on the items it trained on."""
+    g = torch.Generator().manual_seed(0)
+    members = torch.randn(64, 2, generator=g) + torch.tensor([2.0, 0.0])
+    match = torch.randn(512, 2, generator=g)  # held-out points that give the targets
+    report = torch.randn(512, 2, generator=g)  # other held-out points that measure
+    D = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.copy_(torch.tensor([[1.5, 0.3]]))
+        D.bias.zero_()
+    before = auc(D(members).detach(), D(report).detach())
+    opt = torch.optim.Adam(D.parameters(), lr=0.02)
+    for _ in range(steps):
+        i, j = torch.randint(64, (32,), generator=g), torch.randint(512, (32,), generator=g)
+        loss = loss_fn(D(members[i]).flatten(), D(match[j]).flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return before, auc(D(members).detach(), D(report).detach())
+
+
+def test_the_rank_matched_target_brings_membership_to_chance_where_the_fake_label_overshoots():
+    """Retraining's D never saw the items, so it scores them like other unseen images (AUC near 1/2). The fake
+    label drives them below every unseen image, which is membership evidence of its own; the rank-matched
+    target stops at the unseen images' scores."""
+    before, fake = _train_linear_discriminator(lambda f, m: bce(f, 0.0))
+    _, matched = _train_linear_discriminator(rank_matched_bce)
+    assert before > 0.85
+    assert fake < 0.2
+    assert abs(matched - 0.5) < 0.1
+
+
+class _ScoreByBrightness(torch.nn.Module):
+    """Logit by mean pixel value: -1 images score about 0, 0 images 0.2, +1 images about 1."""
+
+    def forward(self, x):
+        m = x.flatten(1).mean(1)
+        return torch.where(m < -0.5, -10.0, torch.where(m > 0.5, 10.0, torch.logit(torch.tensor(0.2))))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
+    ck = load_checkpoint(tiny_gan_ckpt)
+    return (restore_model(ck, "generator"), restore_model(ck, "discriminator"),
+            restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier"),
+            load_dataset("mnist[:512]", "train", data_root), load_dataset("mnist", "test", data_root))
+
+
+@pytest.mark.parametrize("rule, satisfied", [("mean", True), ("auc", False)])
+def test_the_auc_rule_is_not_met_by_a_few_held_out_outliers(tiny, rule, satisfied):
+    """Every item scores 0.2; three quarters of the held-out images score 0 and a quarter 1. The held-out mean
+    (0.25) lies above the items' (the mean rule calls them forgotten) while D still ranks the items above
+    three quarters of the held-out images (AUC 0.75: membership shows)."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3, 4]), train,
+                            UnlearnConfig.of(**FAST, item_rule=rule), oracle=C, held_out=test)
+    m.D = _ScoreByBrightness()
+    m.forget_images = torch.zeros(4, 1, 28, 28)
+    m.held_out_images = torch.cat([-torch.ones(150, 1, 28, 28), torch.ones(50, 1, 28, 28)])
+    metric = m.forget_metric()
+    assert metric["d_auc"] == pytest.approx(0.75)
+    assert metric["d_score_forgotten"] <= metric["d_score_held_out"]
+    assert metric["satisfied"] is satisfied
+
+
+def test_the_matched_targets_come_from_the_stopping_half_but_never_from_the_checks_images(tiny):
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
+                            UnlearnConfig.of(**FAST, item_d_target="held-out"), oracle=C, held_out=test)
+    stop = held_out_split(len(test))["stop"]
+    assert torch.equal(m.held_out_images, test.batch(stop[:FAST["held_out"]]))
+    assert torch.equal(m.match_images, test.batch(stop[FAST["held_out"]:]))
+    small = test.subset(torch.arange(100))  # a stopping half of 50: the check and the targets take 25 each
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
+                            UnlearnConfig.of(**FAST, item_d_target="held-out"), oracle=C, held_out=small)
+    assert len(m.held_out_images) == 25 and len(m.match_images) == 25
+
+
+def test_item_unlearning_with_matched_targets_and_the_auc_rule_ends_near_chance(tiny):
+    """On the tiny GAN: the run stops by the AUC rule, and D's membership AUC on the reporting half (images
+    neither the targets nor the check used) lies within 0.15 of 1/2."""
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_items(range(0, 512, 16))
+    cfg = dict(FAST, d_warmup=10, min_rounds=1, check_every=1, max_rounds=60, max_real_accuracy_drop=1.0,
+               item_rule="auc", item_d_target="held-out")
+    r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**cfg))
+    assert r.summary["stopping_reason"] == "forget metric reached"
+    assert r.summary["after"]["d_auc"] <= 0.55 < r.summary["before"]["d_auc"]
+    report = test.batch(held_out_split(len(test))["report"][:1000])
+    scores = lambda x: torch.sigmoid(r.discriminator(x).flatten()).detach()  # noqa: E731
+    assert abs(auc(scores(train.batch(req.split(train.labels, 10)[0])), scores(report)) - 0.5) < 0.15
