@@ -1,0 +1,61 @@
+"""The targets table (scripts/targets.py) read off a constructed benchmark result whose answers are known."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from targets import evaluate, table  # noqa: E402
+
+
+def stat(*values):
+    m = sum(values) / len(values)
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return {"mean": m, "sd": sd, "values": list(values)}
+
+
+def item_result(nn_diff, d_dist_diff, fid_ratio, speedup, d_acc, variant_fid_ratio=None):
+    def model(**vs):
+        return {"against_retrain": {"nn_auc pixels vs test": {"difference": stat(*nn_diff)},
+                                    "nn_auc judge features vs test": {"difference": stat(0.01, 0.02)},
+                                    "membership_distance": {"difference": stat(*d_dist_diff)},
+                                    "fid": {"ratio": stat(*vs.get("fid", fid_ratio))},
+                                    "fid_judge": {"ratio": stat(*fid_ratio)}},
+                "speedup": stat(*speedup), "d_real_accuracy": stat(*d_acc)}
+    agg = {"original": {"d_real_accuracy": stat(0.80, 0.90)}, "cascaded": model(),
+           "retrain": {"nn_auc pixels vs test": stat(0.52, 0.54), "seconds": stat(100.0, 120.0),
+                       "membership_distance": stat(0.02, 0.04), "fid": stat(50.0, 60.0), "fid_judge": stat(40.0, 44.0),
+                       "d_real_accuracy": stat(0.1, 0.2), "nn_auc judge features vs test": stat(0.5, 0.5)}}
+    if variant_fid_ratio:
+        agg["cascaded-other"] = model(fid=variant_fid_ratio)
+    return {"dataset": "mnist[:256]", "setting": "memorising", "recipe_epochs": 1200, "seeds": [0, 1],
+            "machine": {"device": "cpu"},
+            "requests": {"item": {"aggregate": agg, "per_seed": [{"request": {"kind": "item", "num_items": 64}}]}}}
+
+
+def test_item_targets_read_distances_either_way_and_thresholds():
+    rows = evaluate(item_result(nn_diff=(-0.08, -0.04), d_dist_diff=(0.30, 0.40), fid_ratio=(1.00, 1.10),
+                                speedup=(300.0, 400.0), d_acc=(0.60, 0.70), variant_fid_ratio=(0.90, 1.00)))
+    assert all(r["target"] == "2. MNIST items, 64" for r in rows) and len(rows) == 7
+    rows = {r["criterion"]: r for r in rows}
+    nn = rows["NN AUC (pixels vs test), distance from retrain's"]
+    assert nn["cascaded"]["mean"] == pytest.approx(0.06) and nn["met"] is False  # 0.06 below retrain is as far as above
+    assert rows["D membership AUC's distance from 0.5, distance from retrain's"]["met"] is False
+    d_acc = rows["D acc. on held-out real, change from the original's, points"]
+    assert d_acc["cascaded"]["mean"] == pytest.approx(0.20) and d_acc["met"] is False  # 20 points below
+    fid = rows["FID (oracle) / retrain's"]
+    assert fid["cascaded"]["mean"] == pytest.approx(1.05) and fid["met"] is True
+    assert fid["best_variant"]["variant"] == "cascaded-other" and fid["best_variant"]["mean"] == pytest.approx(0.95)
+    assert fid["retrain"]["mean"] == pytest.approx(55.0)
+    speed = rows["speedup over retraining (retrain: seconds)"]
+    assert speed["met"] is True and speed["retrain"]["mean"] == pytest.approx(110.0)
+    assert "| **no** |" in table(list(rows.values())) and "350 ± 71" in table(list(rows.values()))
+
+
+def test_a_speedup_below_the_target_is_not_met():
+    rows = evaluate(item_result(nn_diff=(0.01, 0.02), d_dist_diff=(0.0, 0.01), fid_ratio=(1.0, 1.0),
+                                speedup=(10.0, 14.0), d_acc=(0.85, 0.85)))
+    met = {r["criterion"]: r["met"] for r in rows}
+    assert met.pop("speedup over retraining (retrain: seconds)") is False
+    assert all(met.values())
