@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from benchlib import ensure_gan, ensure_oracle, log, machine, random_items, run_request, table, write_results
+from benchlib import (ensure_gan, ensure_oracle, log, machine, mean_sd, random_items, run_request, table,
+                      write_results)
 
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.workflows.evaluate import EvalSettings, headline
@@ -38,15 +38,8 @@ VARIANTS = {
     # item requests only (a class request runs them as the default): how D learns the items, when it stops
     "cascaded-auc-stop": {"item_rule": "auc"},
     "cascaded-matched-d": {"item_d_target": "held-out", "item_rule": "auc"},
+    "cascaded-matched-d-mean-rule": {"item_d_target": "held-out"},
 }
-
-
-def mean_sd(values: list) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": None, "sd": None, "n": 0}
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values), "values": values}
 
 
 def aggregate(per_seed: list[dict]) -> dict:

@@ -75,7 +75,12 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out_dir)
     if args.only_read:
-        sources = {Path(f).stem: Path(f) for f in args.only_read}
+        sources = {}
+        for f in map(Path, args.only_read):  # a run folder's results.json is named by its folder
+            name = f.parent.name if f.name == "results.json" else f.stem
+            if name in sources:
+                sys.exit(f"error: two results are both named {name!r}: {sources[name]} and {f}")
+            sources[name] = f
     else:
         sources = {}
         for name, bench_args in settings(args).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -123,6 +124,15 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
 def random_items(gan: Path, data_root, count: int, seed: int) -> list[int]:
     n = load_checkpoint(gan, kind="gan")["dataset"]["size"]
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
+
+
+def mean_sd(values: list) -> dict:
+    """Mean and sample sd over seeds (None values left out), with the values."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values), "values": values}
 
 
 def write_json(path: str | Path, result: dict) -> None:

@@ -9,9 +9,10 @@ beside it. Run ``scripts/bench_targets.py`` to measure them.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Callable
+
+from benchlib import mean_sd
 
 
 Stat = dict  # {"mean": float, "sd": float} over seeds, as bench_gan_unlearning's aggregate holds it
@@ -42,12 +43,15 @@ def _vs(key: str, field: str):
     return lambda e, agg: _stat(e.get("against_retrain", {}).get(key, {}).get(field))
 
 
+def _per_seed_distance(values: list | None) -> Stat | None:
+    """Mean and sd of |per-seed difference|: seeds off by +0.1 and -0.1 are 0.1 away, not 0."""
+    return None if not values else mean_sd([abs(v) for v in values])
+
+
 def _abs_vs(key: str):
-    """|mean difference from retrain| (a distance either way), with the differences' sd."""
-    def read(e, agg):
-        s = _vs(key, "difference")(e, agg)
-        return None if s is None else {"mean": abs(s["mean"]), "sd": s["sd"]}
-    return read
+    """How far from retrain's value, seed by seed, either way."""
+    return lambda e, agg: _per_seed_distance(e.get("against_retrain", {}).get(key, {}).get("difference", {})
+                                             .get("values"))
 
 
 def _own(key: str):
@@ -55,13 +59,12 @@ def _own(key: str):
 
 
 def _d_accuracy_change(e: dict, agg: dict) -> Stat | None:
-    """|change of D's accuracy on held-out real images from the original's|, seed by seed."""
-    now, before = e.get("d_real_accuracy", {}), agg.get("original", {}).get("d_real_accuracy", {})
-    a, b = now.get("values"), before.get("values")
+    """How far D's accuracy on held-out real images moved from the original's, seed by seed, either way."""
+    a = e.get("d_real_accuracy", {}).get("values")
+    b = agg.get("original", {}).get("d_real_accuracy", {}).get("values")
     if not a or not b or len(a) != len(b):
         return None
-    diffs = [x - y for x, y in zip(a, b)]
-    return {"mean": abs(statistics.fmean(diffs)), "sd": statistics.stdev(diffs) if len(diffs) > 1 else 0.0}
+    return _per_seed_distance([x - y for x, y in zip(a, b)])
 
 
 def class_criteria(max_points: float, max_fid_ratio: float, min_speedup: float) -> list[Criterion]:
@@ -92,10 +95,14 @@ def item_criteria(max_fid_ratio: float = 1.10, min_speedup: float = 284) -> list
     ]
 
 
-BEYOND = [Criterion(f"share of the class beyond the pool, {probe} (judge)", _own(key), None, retrain=_own(key),
+BEYOND = [Criterion(f"share of the class beyond the pool, {probe} (judge), %", _own(key), None, retrain=_own(key),
                     scale=100)
           for probe, key in (("interpolated", "beyond_pool interpolated (judge)"),
                              ("scaled", "beyond_pool scaled (judge)"))]
+
+
+# variants that change only what an item request does: on a class request they are the default again
+ITEM_ONLY_VARIANTS = ("cascaded-auc-stop", "cascaded-matched-d", "cascaded-matched-d-mean-rule")
 
 
 def is_cifar(dataset: str) -> bool:
@@ -124,7 +131,8 @@ def evaluate(result: dict, source: str = "") -> list[dict]:
     for target, kind, criteria in targets_of(result):
         agg = result["requests"][kind]["aggregate"]
         for c in criteria:
-            stats = {m: c.read(agg[m], agg) for m in agg if m.startswith("cascaded")}
+            stats = {m: c.read(agg[m], agg) for m in agg if m.startswith("cascaded") and
+                     (kind == "item" or m not in ITEM_ONLY_VARIANTS)}
             default = stats.pop("cascaded", None)
             rows.append({"target": target, "criterion": c.label, "threshold": c.threshold, "at_most": c.at_most,
                          "scale": c.scale, "digits": c.digits, "cascaded": default, "met": c.met(default),

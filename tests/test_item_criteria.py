@@ -25,22 +25,29 @@ def test_rank_matched_bce_has_no_gradient_where_the_distributions_agree():
 
 def test_rank_matched_bce_pulls_each_rank_to_the_reference_rank_from_either_side():
     reference = torch.linspace(-3, 3, 16)
-    high = (reference + 2.0).requires_grad_()
-    rank_matched_bce(high, reference).backward()
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(1))  # unsorted: the loss sorts
+    high = (reference + 2.0)[order].requires_grad_()
+    rank_matched_bce(high, reference.flip(0)).backward()
     assert (high.grad > 0).all()  # descent lowers scores above the reference ...
-    low = (reference - 2.0).requires_grad_()
+    low = (reference - 2.0)[order].requires_grad_()
     rank_matched_bce(low, reference).backward()
     assert (low.grad < 0).all()  # ... and raises those below it, where a fake label would push on
-    # the gradient of BCE with logits: (sigmoid(logit) - target) / n, target the reference's probability
-    expected = (torch.sigmoid(reference + 2.0) - torch.sigmoid(reference)) / 16
+    # the gradient of BCE with logits: (sigmoid(logit) - target) / n, target the same rank's probability
+    expected = (torch.sigmoid(reference + 2.0) - torch.sigmoid(reference))[order] / 16
     assert torch.allclose(high.grad, expected, atol=1e-6)
 
 
 def test_unequal_batches_match_by_quantile():
-    reference = torch.arange(101, dtype=torch.float32)  # quantiles 0, 25, 50, 75, 100
-    logits = torch.tensor([0.0, 25.0, 50.0, 75.0, 100.0], requires_grad=True)
+    reference = torch.arange(101, dtype=torch.float32) / 25 - 2  # quantiles -2, -1, 0, 1, 2
+    logits = torch.tensor([1.0, -2.0, 2.0, 0.0, -1.0], requires_grad=True)
     rank_matched_bce(logits, reference).backward()
     assert logits.grad.abs().max() < 1e-7
+    shifted = torch.tensor([1.0, -2.0, 2.5, 0.0, -1.0], requires_grad=True)  # only the top rank is off
+    rank_matched_bce(shifted, reference).backward()
+    assert shifted.grad[2] > 1e-3 and shifted.grad[[0, 1, 3, 4]].abs().max() < 1e-7
+    one = torch.tensor([0.0], requires_grad=True)  # a single logit is matched to the median
+    rank_matched_bce(one, reference).backward()
+    assert one.grad.abs().max() < 1e-7
 
 
 def _train_linear_discriminator(loss_fn, steps=400):

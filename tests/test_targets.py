@@ -59,3 +59,42 @@ def test_a_speedup_below_the_target_is_not_met():
     met = {r["criterion"]: r["met"] for r in rows}
     assert met.pop("speedup over retraining (retrain: seconds)") is False
     assert all(met.values())
+
+
+def test_seeds_off_retrain_in_opposite_directions_are_not_on_target():
+    """+0.1 on one seed and -0.1 on the other average to 0; each seed is 0.1 away."""
+    rows = evaluate(item_result(nn_diff=(-0.1, 0.1), d_dist_diff=(0.0, 0.01), fid_ratio=(1.0, 1.0),
+                                speedup=(300.0, 300.0), d_acc=(0.75, 0.95)))
+    rows = {r["criterion"]: r for r in rows}
+    nn = rows["NN AUC (pixels vs test), distance from retrain's"]
+    assert nn["cascaded"]["mean"] == pytest.approx(0.1) and nn["met"] is False
+    d_acc = rows["D acc. on held-out real, change from the original's, points"]  # -5 and +5 points
+    assert d_acc["cascaded"]["mean"] == pytest.approx(0.05) and d_acc["met"] is True
+
+
+def class_result():
+    def model(diff, ratio, speedup, beyond):
+        return {"against_retrain": {"forget_rate_judge": {"difference": stat(*diff)}, "fid": {"ratio": stat(*ratio)},
+                                    "fid_judge": {"ratio": stat(*ratio)}},
+                "speedup": stat(*speedup), "beyond_pool interpolated (judge)": stat(*beyond)}
+    agg = {"original": {}, "cascaded": model((0.002, 0.006), (1.0, 1.1), (50.0, 70.0), (0.1, 0.2)),
+           "cascaded-fast": model((0.01, 0.02), (1.3, 1.4), (200.0, 220.0), (0.3, 0.3)),
+           "cascaded-auc-stop": model((0.0, 0.0), (1.0, 1.0), (500.0, 500.0), (0.0, 0.0)),  # item-only: left out
+           "retrain": {"forget_rate_judge": stat(0.03, 0.04), "fid": stat(50.0, 50.0), "fid_judge": stat(40.0, 40.0),
+                       "seconds": stat(300.0, 340.0), "beyond_pool interpolated (judge)": stat(0.15, 0.25)}}
+    return {"dataset": "npz:cifar10_subset.npz", "setting": "full", "recipe_epochs": 5, "seeds": [0, 1],
+            "machine": {"device": "cpu"}, "requests": {"class": {"aggregate": agg, "per_seed": []}}}
+
+
+def test_class_targets_depend_on_the_dataset_and_pick_the_best_variant_in_the_right_direction():
+    rows = evaluate(class_result())
+    assert {r["target"] for r in rows} == {"3. CIFAR-10 class", "4. beyond the pool (CIFAR-10)"}
+    rows = {r["criterion"]: r for r in rows}
+    forget = rows["forget rate (judge) − retrain's, points"]
+    assert forget["threshold"] == 0.01 and forget["met"] is True  # CIFAR-10 allows 1 point
+    assert rows["FID (oracle) / retrain's"]["threshold"] == 1.25
+    speed = rows["speedup over retraining (retrain: seconds)"]
+    assert speed["best_variant"]["variant"] == "cascaded-fast" and speed["best_variant"]["mean"] == 210.0
+    assert speed["met"] is False and speed["best_variant"]["met"] is True
+    beyond = rows["share of the class beyond the pool, interpolated (judge), %"]
+    assert beyond["met"] is None and beyond["retrain"]["mean"] == pytest.approx(0.2)

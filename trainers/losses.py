@@ -18,7 +18,8 @@ def rank_matched_bce(logits: torch.Tensor, reference_logits: torch.Tensor) -> to
     (detached). Minimal when the two batches' scores share one distribution, so it teaches D to score
     forgotten images like held-out ones (membership AUC 1/2) rather than below them, as a fake label does."""
     logits = logits.float().flatten().sort().values
-    q = torch.linspace(0, 1, len(logits), device=logits.device)  # equal sizes: exactly rank i against rank i
+    n = len(logits)  # equal sizes: exactly rank i against rank i; a single logit: the median
+    q = torch.linspace(0, 1, n, device=logits.device) if n > 1 else torch.full((1,), 0.5, device=logits.device)
     target = torch.sigmoid(torch.quantile(reference_logits.detach().float().flatten(), q))
     return F.binary_cross_entropy_with_logits(logits, target)
 

@@ -97,11 +97,10 @@ class GANUnlearningMethod:
         self.held_out_images, self.match_images, self.held_out_record = None, None, None
         if request.kind == "item":  # only the stopping part of the held-out split: reports use the other part
             split = held_out_split(len(held_out))
-            stop, n = split["stop"], c.stopping.held_out
-            if c.cascade.item_d_target == "held-out":  # D's targets come from images the check never reads
-                n = min(n, len(stop) // 2)
-                self.match_images = held_out.batch(stop[n:])
-            self.held_out_images = held_out.batch(stop[:n])
+            check, match = self.held_out_parts(split["stop"])
+            self.held_out_images = held_out.batch(check)
+            if match is not None:
+                self.match_images = self._as_input(held_out.batch(match))
             self.held_out_record = split_record(split)
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
@@ -124,6 +123,11 @@ class GANUnlearningMethod:
     def generator_loss(self, z_fresh: torch.Tensor) -> torch.Tensor:
         """The adversarial loss on fresh latents."""
         return self.config.training.lambda_adv * bce(self.D(self.G(z_fresh).float()), 1.0)
+
+    def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Indices of the stopping half's images that the item check reads, and of those a method trains on
+        (None: none)."""
+        return stop[:self.config.stopping.held_out], None
 
     # --- features, stopping and the guard -------------------------------------------------------------------
     def feature_fn(self, images: torch.Tensor) -> torch.Tensor:

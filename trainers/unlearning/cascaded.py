@@ -81,13 +81,21 @@ class CascadedUnlearning(GANUnlearningMethod):
             module.weight.register_hook(lambda g, m=mask: g * m)
             module.bias.register_hook(lambda g, m=mask: g * m)
 
+    def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """With ``item_d_target=held-out``, D's targets come from the stopping half's images beyond the check's
+        (half of it at most for the check), so the check never reads an image D was matched to."""
+        if self.config.cascade.item_d_target != "held-out":
+            return super().held_out_parts(stop)
+        n = min(self.config.stopping.held_out, len(stop) // 2)
+        return stop[:n], stop[n:]
+
     def discriminator_batch(self) -> dict:
         batch = super().discriminator_batch()
         k = self.config.cascade
         batch["forgotten"] = self._images(self.forget_idx[self._pick(len(self.forget_idx), k.forget_batch)])
         if self.match_images is not None:
             pick = self._pick(len(self.match_images), k.forget_batch)
-            batch["match"] = self._as_input(self.match_images[pick])
+            batch["match"] = self.match_images[pick]
         return batch
 
     def discriminator_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
@@ -96,7 +104,9 @@ class CascadedUnlearning(GANUnlearningMethod):
         loss = super().discriminator_loss(batch, fake)
         k = self.config.cascade
         if k.lambda_u > 0 and "match" in batch:
-            loss = loss + k.lambda_u * rank_matched_bce(self.D(batch["forgotten"]), self.D(batch["match"]))
+            with torch.no_grad():
+                reference = self.D(batch["match"])
+            loss = loss + k.lambda_u * rank_matched_bce(self.D(batch["forgotten"]), reference)
         elif k.lambda_u > 0:
             loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
         return loss

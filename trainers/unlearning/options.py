@@ -92,8 +92,10 @@ class CascadeOptions:
     """The fake label (discriminator stage) and the substitution and preservation losses (generator stage)."""
 
     forget_batch: int = param(32, COUNT, "forgotten images or latents per step")
-    lambda_u: float = param(1.0, NON_NEGATIVE, "weight of the fake label on forgotten images")
-    fake_target: float = param(0.0, BETA, "the label D is taught for forgotten images")
+    lambda_u: float = param(1.0, NON_NEGATIVE, "weight of D's loss on forgotten images (fake label or matched "
+                                                "targets)")
+    fake_target: float = param(0.0, BETA, "the label D is taught for forgotten images (not with "
+                                          "item_d_target=held-out)")
     item_d_target: str = param("fake", Range(choices=ITEM_D_TARGETS),
                                "item requests: D learns forgotten items as fake (the fake label), or to score them "
                                "as it scores held-out real images, rank by rank (held-out)")
