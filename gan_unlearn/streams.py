@@ -18,6 +18,7 @@ STREAMS = {
     "unlearn.steps": "the unlearning stages' batches and latents",
     "unlearn.check": "latents of the stopping rule's forget-rate checks",
     "unlearn.guard": "latents of the drift guard",
+    "unlearn.guard.spread": "pairs of retained training images whose distance sets the drift guard's scale",
     "evaluate.latents": "the evaluation's generated samples (every metric and the downstream training data)",
     "evaluate.beyond": "candidate latents for the probes of forgetting beyond the pool's region",
     "augment.latents": "synthetic datasets drawn for downstream training",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import platform
 import statistics
 import time
@@ -60,14 +61,18 @@ def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fres
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False}
 
 
-def retrain_record(candidate: Path, gan_sha256: str, request: ForgetRequest) -> dict | None:
-    """The unlearning record of ``candidate`` if it is a retrain of exactly this original checkpoint for
-    exactly this request (a class id alone names different data in MNIST and CIFAR-10), else None. An item
-    record is checked with the request secret the retrain wrote beside itself (CANDIDATE.secret)."""
+def unlearning_record(candidate: Path, gan_sha256: str, request: ForgetRequest, method: str,
+                      config: UnlearnConfig | None = None) -> dict | None:
+    """The unlearning record of ``candidate`` if it was made by ``method`` (with exactly ``config``'s parameters,
+    where given) from exactly this original checkpoint for exactly this request (a class id alone names
+    different data in MNIST and CIFAR-10), else None. An item record is checked with the request secret the
+    run wrote beside itself (CANDIDATE.secret)."""
     if not candidate.exists():
         return None
     u = load_checkpoint(candidate, kind="gan").get("unlearning") or {}
-    if u.get("method") != "retrain" or u.get("source_sha256") != gan_sha256:
+    if u.get("method") != method or u.get("source_sha256") != gan_sha256:
+        return None
+    if config is not None and u.get("parameters") != asdict(config):
         return None
     secret_file = candidate.with_name(candidate.name + ".secret")
     secret = read_secret(secret_file) if secret_file.exists() else None
@@ -77,37 +82,43 @@ def retrain_record(candidate: Path, gan_sha256: str, request: ForgetRequest) -> 
         return None
 
 
+def reused(path: Path, u: dict) -> dict:
+    """What a run reused from an earlier benchmark says of itself."""
+    keep = ("method", "seconds", "rounds", "stopping_reason", "forgotten", "seconds_by_phase")
+    return {**{k: u[k] for k in keep if k in u}, "reused_from": str(path), "made": u["time"]}
+
+
 def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle: Path, data_root, *,
                 variants: dict, settings: EvalSettings, seed: int = 0, fresh: bool = False, quiet: bool = False,
                 reuse_retrain_from: Path | None = None, device: str = "cpu") -> dict:
     """Cascaded unlearning (each variant), fine-tuning and retraining for one request, then one evaluation.
 
-    A retrained checkpoint already in ``out`` (or ``reuse_retrain_from``) is reused unless ``fresh``; the
+    A checkpoint already in ``out`` that the same method made with the same parameters from the same original
+    for the same request (for retraining, also one in ``reuse_retrain_from``) is reused unless ``fresh``; the
     result says so, with the time it recorded when it was made.
     """
     runs, paths = {}, [gan]
-    for variant, overrides in variants.items():
+    gan_sha256 = file_sha256(gan)
+    methods = [(variant, "cascaded", UnlearnConfig.of(seed=seed, **overrides)) for variant, overrides in variants.items()]
+    for variant, method, config in methods + [("finetune", "finetune", UnlearnConfig.of(seed=seed))]:
         path = out / f"{name}_{variant}.pt"
-        log(f"{name}: {variant}")
-        runs[variant] = unlearn_checkpoint(gan, request, path, oracle_path=oracle,
-                                           config=UnlearnConfig.of(seed=seed, **overrides), data_root=data_root,
-                                           device=device, show_progress=not quiet)
+        u = None if fresh else unlearning_record(path, gan_sha256, request, method, config)
+        if u is not None:  # the same method, parameters, original and request: a resumed benchmark
+            log(f"{name}: reusing {variant} {path} (made {u['time']}, {u['seconds']:.0f} s)")
+            runs[variant] = reused(path, u)
+        else:
+            log(f"{name}: {variant}")
+            runs[variant] = unlearn_checkpoint(gan, request, path, oracle_path=oracle, method=method, config=config,
+                                               data_root=data_root, device=device, show_progress=not quiet)
         paths.append(path)
-    log(f"{name}: finetune")
-    path = out / f"{name}_finetune.pt"
-    runs["finetune"] = unlearn_checkpoint(gan, request, path, oracle_path=oracle, method="finetune",
-                                          config=UnlearnConfig.of(seed=seed), data_root=data_root, device=device,
-                                          show_progress=not quiet)
-    paths.append(path)
     path = out / f"{name}_retrain.pt"
     candidates = [path] + ([reuse_retrain_from / path.name] if reuse_retrain_from else [])
-    gan_sha256 = file_sha256(gan)
-    found = None if fresh else next(((c, u) for c in candidates if (u := retrain_record(c, gan_sha256, request))), None)
+    found = None if fresh else next(((c, u) for c in candidates
+                                     if (u := unlearning_record(c, gan_sha256, request, "retrain"))), None)
     if found is not None:
         existing, u = found
         log(f"{name}: reusing retrained model {existing} (made {u['time']}, {u['seconds']:.0f} s)")
-        runs["retrain"] = {"method": "retrain", "seconds": u["seconds"], "reused_from": str(existing),
-                           "made": u["time"]}
+        runs["retrain"] = reused(existing, u)
         path = existing
     else:
         log(f"{name}: retraining from scratch with the original recipe")

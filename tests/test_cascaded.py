@@ -294,7 +294,7 @@ def test_retrain_uses_the_recorded_recipe(tmp_path, tiny_gan_ckpt, data_root):
 def test_drift_guard_returns_to_the_last_good_state_and_halves_the_learning_rates(tiny):
     G, D, C, train, test = tiny
     req = ForgetRequest.for_items(range(0, 512, 16))  # keeps most pool latents, whose drift the guard watches
-    guard = dict(FAST, ema=0, min_rounds=1, check_every=1, max_drift=1e-9, lr_g=0.1, lr_d=0.2)
+    guard = dict(FAST, ema=0, min_rounds=1, check_every=1, max_drift=1e-9, relative_drift=0.0, lr_g=0.1, lr_d=0.2)
     one = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**guard, max_rounds=1, max_backoffs=1))
     assert one.summary["backoffs"] == 1 and one.summary["history"][0]["drift"] > 0
     for k, v in G.state_dict().items():  # the only check backed off to the state before the first round
@@ -339,3 +339,49 @@ def test_a_quick_check_is_kept_only_when_the_target_is_clearly_out_of_reach(tiny
     asked.clear()
     m.checked_metric()
     assert asked == [None]
+
+
+class _Shift(torch.nn.Module):
+    """The wrapped generator's images, shifted by a constant: a drift of exactly ``shift`` (within [-1, 1])."""
+
+    def __init__(self, G, shift):
+        super().__init__()
+        self.G, self.shift = G, shift
+
+    def forward(self, z):
+        return self.G(z) - self.shift
+
+
+@pytest.mark.parametrize("relative, shift, steps_back", [(0.0, 0.10, False), (0.0, 0.20, True),
+                                                         (0.75, 0.20, False), (0.45, 0.20, True)])
+def test_the_relative_drift_limit_follows_the_spread_of_the_data(tiny, relative, shift, steps_back):
+    """Two MNIST digits lie about 0.33 apart (mean pixel distance): a relative limit of 0.75 allows a drift of
+    0.2, where the absolute 0.15 and the default 0.45 (0.15 on MNIST) do not."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C,
+                            config=UnlearnConfig.of(**FAST, relative_drift=relative, max_drift=0.15))
+    m.prepare_guard()
+    g = torch.Generator().manual_seed(0)
+    a, b = (train.batch(torch.randint(len(train), (2000,), generator=g)).float() for _ in range(2))
+    assert m.guard["spread"] == pytest.approx((a - b).abs().mean().item(), rel=0.1)  # brute force, other pairs
+    assert 0.25 < m.guard["spread"] < 0.42
+    m.G_ema = m.G = _Shift(m.G0, shift)
+    drift = m.preservation_drift()
+    assert drift == pytest.approx(shift, rel=1e-4)
+    assert (m.health_problem({"degenerate": None}, drift) is not None) is steps_back
+
+
+def test_the_data_spread_of_cifar_images_is_larger_than_mnists(cifar_npz, data_root):
+    """The reason for a relative limit: colour images lie further apart than digits, so CIFAR-10's limit is
+    larger than MNIST's at the same share."""
+    from gan_unlearn.models import Generator
+
+    spreads = {}
+    for name in ("mnist", "cifar"):
+        data = load_dataset("mnist[:2000]" if name == "mnist" else cifar_npz, "train", data_root)
+        size, channels = data.images.shape[-1], data.images.shape[1]
+        G = Generator(image_size=size, channels=channels, width=8)
+        D = Discriminator(image_size=size, channels=channels, width=8)
+        m = METHODS["finetune"](G, D, ForgetRequest.for_items([0, 1]), data, held_out=data, config=UnlearnConfig.of(**FAST))
+        spreads[name] = m.data_spread(1000)
+    assert 0.25 < spreads["mnist"] < 0.42 and spreads["cifar"] > 1.3 * spreads["mnist"]

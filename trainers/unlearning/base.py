@@ -205,14 +205,32 @@ class GANUnlearningMethod:
         if self.request.kind == "class":
             keep = batched(self.oracle, images, 256, self.device, self.precision).argmax(1) != self.request.class_id
             z, images = z[keep], images[keep]
-        self.guard = {"z": z, "images": images}
+        spread = self.data_spread(count)
+        self.guard = {"z": z, "images": images, "spread": spread, "limit": self.drift_limit(spread)}
+
+    def data_spread(self, count: int) -> float | None:
+        """Mean pixel distance between two retained training images (``count`` random pairs, their own stream):
+        the data's own scale, about 0.33 on MNIST and 0.57 on CIFAR-10. Real images, not the original
+        generator's, so that a young generator that barely varies does not shrink the guard's limit."""
+        if len(self.retain_idx) < 2:
+            return None
+        g = stream(self.config.seed, "unlearn.guard.spread")
+        pick = self.retain_idx[torch.randint(len(self.retain_idx), (2, count), generator=g)]
+        a, b = self.train_set.batch(pick[0]).float(), self.train_set.batch(pick[1]).float()
+        return (a - b).abs().mean().item()
+
+    def drift_limit(self, spread: float | None) -> float:
+        """The drift above which the guard steps back: ``relative_drift`` times the data's spread, so that one
+        share serves MNIST and CIFAR-10 alike (the absolute 0.15 was MNIST's), or the absolute ``max_drift``."""
+        g = self.config.guard
+        return g.relative_drift * spread if g.relative_drift > 0 and spread else g.max_drift
 
     def health_problem(self, metric: dict, drift: float | None) -> str | None:
-        """Why the current state must not be kept (degenerate, or drifted past ``max_drift``), or None."""
+        """Why the current state must not be kept (degenerate, or drifted past the guard's limit), or None."""
         if metric["degenerate"] is not None:
             return metric["degenerate"]
-        if drift is not None and drift > self.config.guard.max_drift:
-            return f"drift {drift:.3f}"
+        if drift is not None and self.guard is not None and drift > self.guard["limit"]:
+            return f"drift {drift:.3f} above {self.guard['limit']:.3f}"
         return None
 
     @torch.no_grad()
@@ -362,6 +380,7 @@ class GANUnlearningMethod:
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
             "before": self.reported(before), "after": self.reported(after),
             "held_out_split": self.held_out_record, "history": history, **counts, "config": asdict(c),
+            "drift_limit": self.guard["limit"], "guard_spread": self.guard["spread"],
             "runtime": {"precision": self.precision, "precision_reason": self.precision_reason},
         }
         return UnlearningResult(self.output_generator.to(memory_format=torch.contiguous_format).cpu().eval(),
