@@ -38,6 +38,17 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     return device
 
 
+def device_description(device: torch.device | str) -> str:
+    """The hardware a timed run ran on, in words (GPU name, or CPU model and threads): what a benchmark compares
+    before it reuses a timing, since the same method takes a different time on another machine."""
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {_cpu_model_name() or platform.processor() or 'unknown'}, {torch.get_num_threads()} threads"
+
+
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
-from gan_unlearn.checkpoint import atomic_write, file_sha256, load_checkpoint
+from gan_unlearn.checkpoint import atomic_write, code_sha256, file_sha256, load_checkpoint
 from gan_unlearn.data import load_dataset
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest, read_secret
+from gan_unlearn.runtime import device_description
 from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
 from gan_unlearn.workflows.unlearning import retrain_checkpoint, unlearn_checkpoint
 from trainers.classifier import ClassifierConfig, train_classifier
@@ -61,18 +62,23 @@ def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fres
     return {"path": path, "seconds": ckpt["metrics"]["train_seconds"], "reused": False}
 
 
-def unlearning_record(candidate: Path, gan_sha256: str, request: ForgetRequest, method: str,
-                      config: UnlearnConfig | None = None) -> dict | None:
-    """The unlearning record of ``candidate`` if it was made by ``method`` (with exactly ``config``'s parameters,
-    where given) from exactly this original checkpoint for exactly this request (a class id alone names
-    different data in MNIST and CIFAR-10), else None. An item record is checked with the request secret the
+def unlearning_record(candidate: Path, gan_sha256: str, request: ForgetRequest, method: str, device: str,
+                      config: UnlearnConfig | None = None, oracle: Path | None = None) -> dict | None:
+    """The unlearning record of ``candidate`` if it was made by ``method`` from exactly this original checkpoint
+    for exactly this request (a class id alone names different data in MNIST and CIFAR-10), on the same hardware
+    (its seconds are compared with this run's), else None. Where ``config`` is given (the unlearning methods,
+    not retraining), also with exactly its parameters, by the same code and with the same oracle, which picks
+    the forgotten latents and decides when to stop. An item record is checked with the request secret the
     run wrote beside itself (CANDIDATE.secret)."""
     if not candidate.exists():
         return None
     u = load_checkpoint(candidate, kind="gan").get("unlearning") or {}
     if u.get("method") != method or u.get("source_sha256") != gan_sha256:
         return None
-    if config is not None and u.get("parameters") != asdict(config):
+    if u.get("device") != device_description(device):
+        return None
+    if config is not None and (u.get("parameters") != asdict(config) or u.get("code_sha256") != code_sha256()
+                               or u.get("oracle_sha256") != (file_sha256(oracle) if oracle else None)):
         return None
     secret_file = candidate.with_name(candidate.name + ".secret")
     secret = read_secret(secret_file) if secret_file.exists() else None
@@ -83,8 +89,10 @@ def unlearning_record(candidate: Path, gan_sha256: str, request: ForgetRequest, 
 
 
 def reused(path: Path, u: dict) -> dict:
-    """What a run reused from an earlier benchmark says of itself."""
-    keep = ("method", "seconds", "rounds", "stopping_reason", "forgotten", "seconds_by_phase")
+    """What a run reused from an earlier benchmark says of itself: the record's account of the run (not its
+    per-check history, which only the run's own summary holds)."""
+    keep = ("method", "seconds", "rounds", "stopping_reason", "forgotten", "seconds_by_phase", "backoffs",
+            "restored_healthy_state", "drift_limit", "guard_spread", "device", "runtime")
     return {**{k: u[k] for k in keep if k in u}, "reused_from": str(path), "made": u["time"]}
 
 
@@ -93,16 +101,17 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
                 reuse_retrain_from: Path | None = None, device: str = "cpu") -> dict:
     """Cascaded unlearning (each variant), fine-tuning and retraining for one request, then one evaluation.
 
-    A checkpoint already in ``out`` that the same method made with the same parameters from the same original
-    for the same request (for retraining, also one in ``reuse_retrain_from``) is reused unless ``fresh``; the
-    result says so, with the time it recorded when it was made.
+    A checkpoint already in ``out`` that the same method made from the same original for the same request on the
+    same hardware (for the unlearning methods also with the same parameters, code and oracle; for retraining,
+    also one in ``reuse_retrain_from``) is reused unless ``fresh``: a resumed benchmark. The result says so,
+    with the time it recorded when it was made.
     """
     runs, paths = {}, [gan]
     gan_sha256 = file_sha256(gan)
     methods = [(variant, "cascaded", UnlearnConfig.of(seed=seed, **overrides)) for variant, overrides in variants.items()]
     for variant, method, config in methods + [("finetune", "finetune", UnlearnConfig.of(seed=seed))]:
         path = out / f"{name}_{variant}.pt"
-        u = None if fresh else unlearning_record(path, gan_sha256, request, method, config)
+        u = None if fresh else unlearning_record(path, gan_sha256, request, method, device, config, oracle)
         if u is not None:  # the same method, parameters, original and request: a resumed benchmark
             log(f"{name}: reusing {variant} {path} (made {u['time']}, {u['seconds']:.0f} s)")
             runs[variant] = reused(path, u)
@@ -114,7 +123,7 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
     path = out / f"{name}_retrain.pt"
     candidates = [path] + ([reuse_retrain_from / path.name] if reuse_retrain_from else [])
     found = None if fresh else next(((c, u) for c in candidates
-                                     if (u := unlearning_record(c, gan_sha256, request, "retrain"))), None)
+                                     if (u := unlearning_record(c, gan_sha256, request, "retrain", device))), None)
     if found is not None:
         existing, u = found
         log(f"{name}: reusing retrained model {existing} (made {u['time']}, {u['seconds']:.0f} s)")

@@ -352,23 +352,44 @@ class _Shift(torch.nn.Module):
         return self.G(z) - self.shift
 
 
-@pytest.mark.parametrize("relative, shift, steps_back", [(0.0, 0.10, False), (0.0, 0.20, True),
-                                                         (0.75, 0.20, False), (0.45, 0.20, True)])
-def test_the_relative_drift_limit_follows_the_spread_of_the_data(tiny, relative, shift, steps_back):
+@pytest.mark.parametrize("relative, max_drift, shift, steps_back", [
+    (0.0, 0.15, 0.10, False), (0.0, 0.15, 0.20, True),  # the absolute limit alone
+    (0.75, 0.15, 0.20, False),  # 0.75 x 0.33 = 0.25 allows 0.2
+    (0.45, 0.15, 0.20, True),  # the default: 0.45 x 0.33 = 0.15 on MNIST, as the absolute limit was
+    (0.45, 0.30, 0.20, False),  # raising max_drift loosens the guard whatever the relative limit
+    (0.45, 0.01, 0.10, False),  # a smaller max_drift leaves the relative limit (0.15) in charge
+    (0.45, 0.01, 0.20, True)])
+def test_the_drift_limit_is_the_larger_of_the_absolute_and_the_relative_one(tiny, relative, max_drift, shift,
+                                                                          steps_back):
     """Two MNIST digits lie about 0.33 apart (mean pixel distance): a relative limit of 0.75 allows a drift of
     0.2, where the absolute 0.15 and the default 0.45 (0.15 on MNIST) do not."""
     G, D, C, train, test = tiny
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C,
-                            config=UnlearnConfig.of(**FAST, relative_drift=relative, max_drift=0.15))
+                            config=UnlearnConfig.of(**FAST, relative_drift=relative, max_drift=max_drift))
     m.prepare_guard()
     g = torch.Generator().manual_seed(0)
-    a, b = (train.batch(torch.randint(len(train), (2000,), generator=g)).float() for _ in range(2))
-    assert m.guard["spread"] == pytest.approx((a - b).abs().mean().item(), rel=0.1)  # brute force, other pairs
+    a, b = (train.batch(torch.randint(len(train), (4000,), generator=g)).float() for _ in range(2))
+    assert m.guard["spread"] == pytest.approx((a - b).abs().mean().item(), rel=0.05)  # brute force, other pairs
     assert 0.25 < m.guard["spread"] < 0.42
+    assert m.guard["limit"] == pytest.approx(max(max_drift, relative * m.guard["spread"]))
     m.G_ema = m.G = _Shift(m.G0, shift)
     drift = m.preservation_drift()
     assert drift == pytest.approx(shift, rel=1e-4)
     assert (m.health_problem({"degenerate": None}, drift) is not None) is steps_back
+
+
+def test_the_spread_never_pairs_an_image_with_itself_and_needs_two_retained_images(tiny):
+    """Two retained images: every pair is the two of them, so the spread is exactly their distance (pairs drawn
+    with replacement would average in zeros and halve it). One retained image: no spread, max_drift alone."""
+    G, D, C, train, test = tiny
+    n = len(train)
+    two = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(2, n)), train, held_out=test, oracle=C,
+                              config=UnlearnConfig.of(**FAST))
+    a, b = train.batch(torch.tensor([0])).float(), train.batch(torch.tensor([1])).float()
+    assert two.data_spread() == pytest.approx((a - b).abs().mean().item(), rel=1e-6)
+    one = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(1, n)), train, held_out=test, oracle=C,
+                              config=UnlearnConfig.of(**FAST, max_drift=0.2))
+    assert one.data_spread() is None and one.drift_limit(None) == 0.2
 
 
 def test_the_data_spread_of_cifar_images_is_larger_than_mnists(cifar_npz, data_root):

@@ -12,14 +12,14 @@ import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
-from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, dataset_record, derived_checkpoint,
-                                    file_sha256, json_bytes, load_checkpoint, nonfinite_tensor, restore_model,
+from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, code_sha256, dataset_record,
+                                    derived_checkpoint, file_sha256, json_bytes, load_checkpoint, nonfinite_tensor, restore_model,
                                     save_checkpoint, unlearning_record)
 from gan_unlearn.data import load_dataset
 from gan_unlearn.distributed import is_main_process
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest, new_secret
-from gan_unlearn.runtime import resolve_device
+from gan_unlearn.runtime import device_description, resolve_device
 from trainers.gan import GANConfig, GANTrainer
 from trainers.unlearning import UnlearnConfig, unlearn
 
@@ -97,7 +97,10 @@ def unlearn_checkpoint(gan_path, request: ForgetRequest, out, *, oracle_path=Non
                                forget_set_size=s["forget_set_size"], rounds=s["rounds"],
                                stopping_reason=s["stopping_reason"], seconds_by_phase=s["seconds_by_phase"],
                                oracle_sha256=file_sha256(oracle_path) if oracle_path else None,
-                               forgotten=s["forgotten"], held_out_split=s["held_out_split"])
+                               forgotten=s["forgotten"], held_out_split=s["held_out_split"],
+                               backoffs=s.get("backoffs"), restored_healthy_state=s.get("restored_healthy_state"),
+                               drift_limit=s.get("drift_limit"), guard_spread=s.get("guard_spread"),
+                               device=device_description(dev), runtime=s.get("runtime"), code_sha256=code_sha256())
     new = derived_checkpoint(ckpt, {"generator": result.generator, "discriminator": result.discriminator}, record)
     save_checkpoint(out, new, together=files)
     return s
@@ -129,7 +132,8 @@ def retrain_checkpoint(gan_path, request: ForgetRequest, out, *, data_root=None,
     try:
         request_record, files = _request_files(request, out, secret, summary, write_summary)
         record = unlearning_record(request_record, "retrain", gan_path, asdict(config), seconds,
-                                   forget_set_size=len(forget_idx), steps=result["metrics"]["steps"])
+                                   forget_set_size=len(forget_idx), steps=result["metrics"]["steps"],
+                                   device=device_description(dev), runtime=result.get("runtime"))
         result = derived_checkpoint(ckpt, result["models"], record, config=result["config"],
                                     metrics=result["metrics"], history=result["history"],
                                     runtime=result.get("runtime"),

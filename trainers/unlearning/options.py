@@ -151,11 +151,11 @@ class StoppingOptions:
 class GuardOptions:
     """The drift guard: step back, with halved learning rates, when retained content starts to go."""
 
-    max_drift: float = param(0.15, POSITIVE, "mean pixel change on retained latents that triggers a step back "
-                                             "(with relative_drift 0)")
+    max_drift: float = param(0.15, POSITIVE, "mean pixel change on retained latents that triggers a step back, "
+                                             "at least (the limit is the larger of this and the relative one)")
     relative_drift: float = param(0.45, NON_NEGATIVE, "the step-back limit as a share of the mean pixel distance "
                                                       "between two retained training images, so that it follows the "
-                                                      "data's own scale (0: the absolute max_drift)")
+                                                      "data's own scale (0: max_drift alone)")
     max_backoffs: int = param(3, NON_NEGATIVE_COUNT, "steps back at most")
 
 
