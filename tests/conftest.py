@@ -108,3 +108,16 @@ def tiny_gan_top_class(tiny_gan_ckpt, tiny_oracle_ckpt):
     G = restore_model(load_checkpoint(tiny_gan_ckpt), "generator")
     C = restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier")
     return int(class_histogram(G, C, 1000).argmax())
+
+
+@pytest.fixture(scope="module")
+def tiny_unlearning_inputs(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
+    """What an unlearning method takes, tiny: G and D of the tiny GAN, the tiny oracle, the GAN's 512 training
+    images and MNIST's test split (held-out images). Per module, so that no module sees another's changes."""
+    from gan_unlearn.checkpoint import load_checkpoint, restore_model
+    from gan_unlearn.data import load_dataset
+
+    ck = load_checkpoint(tiny_gan_ckpt)
+    return (restore_model(ck, "generator"), restore_model(ck, "discriminator"),
+            restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier"),
+            load_dataset("mnist[:512]", "train", data_root), load_dataset("mnist", "test", data_root))

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from gan_unlearn.checkpoint import load_checkpoint, restore_model
+from gan_unlearn.checkpoint import load_checkpoint
 from gan_unlearn.data import load_dataset
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.models import Discriminator
@@ -90,11 +90,8 @@ class _ConstOracle(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
-    ck = load_checkpoint(tiny_gan_ckpt)
-    return (restore_model(ck, "generator"), restore_model(ck, "discriminator"),
-            restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier"),
-            load_dataset("mnist[:512]", "train", data_root), load_dataset("mnist", "test", data_root))
+def tiny(tiny_unlearning_inputs):
+    return tiny_unlearning_inputs
 
 
 def test_stopping_rule_reached_and_budget(tiny, tiny_gan_top_class):
@@ -342,7 +339,8 @@ def test_a_quick_check_is_kept_only_when_the_target_is_clearly_out_of_reach(tiny
 
 
 class _Shift(torch.nn.Module):
-    """The wrapped generator's images, shifted by a constant: a drift of exactly ``shift`` (within [-1, 1])."""
+    """The wrapped generator's images, shifted by a constant: a drift (mean absolute change) of exactly
+    ``shift``, though the images may leave [-1, 1]."""
 
     def __init__(self, G, shift):
         super().__init__()

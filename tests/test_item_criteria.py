@@ -4,8 +4,6 @@ images) against the fake label, and the rank (AUC) stopping rule against the mea
 import pytest
 import torch
 
-from gan_unlearn.checkpoint import load_checkpoint, restore_model
-from gan_unlearn.data import load_dataset
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.heldout import held_out_split
 from metrics.membership import auc
@@ -92,11 +90,8 @@ class _ScoreByBrightness(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
-    ck = load_checkpoint(tiny_gan_ckpt)
-    return (restore_model(ck, "generator"), restore_model(ck, "discriminator"),
-            restore_model(load_checkpoint(tiny_oracle_ckpt), "classifier"),
-            load_dataset("mnist[:512]", "train", data_root), load_dataset("mnist", "test", data_root))
+def tiny(tiny_unlearning_inputs):
+    return tiny_unlearning_inputs
 
 
 @pytest.mark.parametrize("rule, satisfied", [("mean", True), ("auc", False)])
