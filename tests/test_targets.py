@@ -98,3 +98,21 @@ def test_class_targets_depend_on_the_dataset_and_pick_the_best_variant_in_the_ri
     assert speed["met"] is False and speed["best_variant"]["met"] is True
     beyond = rows["share of the class beyond the pool, interpolated (judge), %"]
     assert beyond["met"] is None and beyond["retrain"]["mean"] == pytest.approx(0.2)
+
+
+def test_a_forgetting_criterion_the_original_meets_too_is_not_shown_met():
+    """A weak oracle or a GAN that never learnt the class: the original reads as forgetting as well as retrain,
+    so the default meeting the threshold says nothing. Quality and speed criteria have no such reading."""
+    result = class_result()
+    agg = result["requests"]["class"]["aggregate"]
+    agg["original"] = {"against_retrain": {"forget_rate_judge": {"difference": stat(-0.001, 0.001)},
+                                           "fid": {"ratio": stat(1.0, 1.0)}}}
+    rows = {r["criterion"]: r for r in evaluate(result)}
+    forget = rows["forget rate (judge) − retrain's, points"]
+    assert forget["met"] is True and forget["original_met"] is True and forget["original"]["mean"] == 0.0
+    assert rows["FID (oracle) / retrain's"]["original"] is None  # not a forgetting criterion
+    text = table([forget, rows["FID (oracle) / retrain's"]])
+    assert "not shown: the original meets it too" in text.splitlines()[2] and "| yes |" in text.splitlines()[3]
+    agg["original"]["against_retrain"]["forget_rate_judge"]["difference"] = stat(0.05, 0.07)  # 6 points above
+    forget = {r["criterion"]: r for r in evaluate(result)}["forget rate (judge) − retrain's, points"]
+    assert forget["original_met"] is False and "| yes |" in table([forget])
