@@ -177,7 +177,8 @@ def table(rows: list[dict]) -> str:
         met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
         if r["met"] and r.get("original_met"):
             met = "not shown: the original meets it too"
-        setting = f"{r['dataset']} {r['setting']}, {r['recipe_epochs']} epochs, {r['seeds']} seeds, {r['device']}"
+        seeds = f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
+        setting = f"{r['dataset']} {r['setting']}, {r['recipe_epochs']} epochs, {seeds}, {r['device']}"
         lines.append(f"| {r['target']} | {setting} | {r['criterion']} | {goal} | {fmt(r['cascaded'], s, d)} | {best} "
                      f"| {fmt(r.get('original'), s, d)} | {fmt(r['retrain'], s, d)} | {met} |")
     return "\n".join(lines)

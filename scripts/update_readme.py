@@ -41,7 +41,9 @@ SETTINGS = {
 def gan_section(r: dict) -> list[str]:
     """A GAN unlearning benchmark run under the evaluation protocol: mean +- sd over seeds, against retrain."""
     m = r["machine"]
-    out = [f"### GAN unlearning, {r['dataset']}, {r['setting']} setting ({device_words(m)})", "",
+    n = len(r["seeds"])
+    out = [f"### GAN unlearning, {r['dataset']}, {r['setting']} setting, {n} seed{'s' if n > 1 else ''} "
+           f"({device_words(m)})", "",
            f"Command: `{r['command']}`  ",
            f"Machine: {m['platform']}, {device_words(m)}, torch {m['torch']}. Setting: {SETTINGS[r['setting']]}. "
            f"Recipe of the original and retrained GANs: DCGAN, {r['recipe_epochs']} epochs, Adam 2e-4, batch 64. "
@@ -186,6 +188,7 @@ def main() -> None:
     sections = [("targets.json", targets_section), ("withdrawn", lambda r: [WITHDRAWN]),
                 ("bench_gan_full_cuda.json", gan_section), ("bench_gan_full_cpu.json", gan_section),
                 ("bench_gan_memorising_cuda.json", gan_section), ("bench_gan_memorising_cpu.json", gan_section),
+                ("bench_gan_memorising_variants_cpu.json", gan_section),
                 ("bench_gan_cifar_cpu.json", gan_section),
                 ("bench_speedup.json", speedup_section),
                 ("bench_speedup_quick.json", speedup_section),
