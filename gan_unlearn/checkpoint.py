@@ -15,7 +15,6 @@ adds a ``"resume"`` entry (optimizer and RNG states) to the partial file it writ
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import math
@@ -36,24 +35,6 @@ from .data import MAX_CLASSES
 from .models import build_model, check_spec
 
 FORMAT = "gan-unlearn/1"
-
-
-@functools.lru_cache(maxsize=1)
-def code_sha256() -> str:
-    """SHA-256 over the project's Python sources (gan_unlearn, trainers, metrics): two results made by code with
-    the same hash were made by the same code, whatever the version string says. Benchmarks reuse an
-    unlearning checkpoint only when it matches."""
-    import metrics
-    import trainers
-
-    from . import __file__ as package_file
-
-    h = hashlib.sha256()
-    for root in (Path(package_file).parent, Path(trainers.__file__).parent, Path(metrics.__file__).parent):
-        for f in sorted(root.rglob("*.py")):
-            h.update(f"{root.name}/{f.relative_to(root).as_posix()}\0".encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def package_versions() -> dict:

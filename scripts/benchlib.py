@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from gan_unlearn.checkpoint import atomic_write, code_sha256, file_sha256, load_checkpoint
+from gan_unlearn.checkpoint import atomic_write, file_sha256, load_checkpoint
 from gan_unlearn.data import load_dataset
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest, read_secret
 from gan_unlearn.runtime import device_description
+from gan_unlearn.workflows.provenance import code_sha256
 from gan_unlearn.workflows.evaluate import EvalSettings, evaluate_checkpoints, markdown_table
 from gan_unlearn.workflows.unlearning import retrain_checkpoint, unlearn_checkpoint
 from trainers.classifier import ClassifierConfig, train_classifier

@@ -12,14 +12,15 @@ import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
-from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, code_sha256, dataset_record,
-                                    derived_checkpoint, file_sha256, json_bytes, load_checkpoint, nonfinite_tensor, restore_model,
+from gan_unlearn.checkpoint import (check_dataset_matches, check_training_set, dataset_record, derived_checkpoint,
+                                    file_sha256, json_bytes, load_checkpoint, nonfinite_tensor, restore_model,
                                     save_checkpoint, unlearning_record)
 from gan_unlearn.data import load_dataset
 from gan_unlearn.distributed import is_main_process
 from gan_unlearn.errors import UserError
 from gan_unlearn.forget import ForgetRequest, new_secret
 from gan_unlearn.runtime import device_description, resolve_device
+from gan_unlearn.workflows.provenance import code_sha256
 from trainers.gan import GANConfig, GANTrainer
 from trainers.unlearning import UnlearnConfig, unlearn
 
