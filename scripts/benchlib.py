@@ -64,7 +64,7 @@ def ensure_gan(dataset: str, data_root, path: Path, epochs: int, seed: int, fres
 
 
 def unlearning_record(candidate: Path, gan_sha256: str, request: ForgetRequest, method: str, device: str,
-                      config: UnlearnConfig | None = None, oracle: Path | None = None) -> dict | None:
+                      config: UnlearnConfig | None = None, oracle_sha256: str | None = None) -> dict | None:
     """The unlearning record of ``candidate`` if it was made by ``method`` from exactly this original checkpoint
     for exactly this request (a class id alone names different data in MNIST and CIFAR-10), on the same hardware
     (its seconds are compared with this run's), else None. Where ``config`` is given (the unlearning methods,
@@ -79,7 +79,7 @@ def unlearning_record(candidate: Path, gan_sha256: str, request: ForgetRequest, 
     if u.get("device") != device_description(device):
         return None
     if config is not None and (u.get("parameters") != asdict(config) or u.get("code_sha256") != code_sha256()
-                               or u.get("oracle_sha256") != (file_sha256(oracle) if oracle else None)):
+                               or u.get("oracle_sha256") != oracle_sha256):
         return None
     secret_file = candidate.with_name(candidate.name + ".secret")
     secret = read_secret(secret_file) if secret_file.exists() else None
@@ -108,11 +108,11 @@ def run_request(out: Path, name: str, request: ForgetRequest, gan: Path, oracle:
     with the time it recorded when it was made.
     """
     runs, paths = {}, [gan]
-    gan_sha256 = file_sha256(gan)
+    gan_sha256, oracle_sha256 = file_sha256(gan), file_sha256(oracle)
     methods = [(variant, "cascaded", UnlearnConfig.of(seed=seed, **overrides)) for variant, overrides in variants.items()]
     for variant, method, config in methods + [("finetune", "finetune", UnlearnConfig.of(seed=seed))]:
         path = out / f"{name}_{variant}.pt"
-        u = None if fresh else unlearning_record(path, gan_sha256, request, method, device, config, oracle)
+        u = None if fresh else unlearning_record(path, gan_sha256, request, method, device, config, oracle_sha256)
         if u is not None:  # the same method, parameters, original and request: a resumed benchmark
             log(f"{name}: reusing {variant} {path} (made {u['time']}, {u['seconds']:.0f} s)")
             runs[variant] = reused(path, u)

@@ -37,10 +37,10 @@ def made(tmp_path_factory, tiny_gan_ckpt, tiny_oracle_ckpt, data_root):
 
 
 def record(made, tiny_gan_ckpt, tiny_oracle_ckpt, which="class", **changes):
-    (runs, config), args = made, {}
+    runs, config = made
     path, request = runs[which]
     args = dict(gan_sha256=file_sha256(tiny_gan_ckpt), request=request, method="cascaded", device="cpu",
-                config=config, oracle=tiny_oracle_ckpt)
+                config=config, oracle_sha256=file_sha256(tiny_oracle_ckpt))
     args.update(changes)
     return benchlib.unlearning_record(path, **args)
 
@@ -60,7 +60,7 @@ def test_any_difference_in_how_it_was_made_means_a_new_run(made, tiny_gan_ckpt, 
     base = dict(made=made, tiny_gan_ckpt=tiny_gan_ckpt, tiny_oracle_ckpt=tiny_oracle_ckpt)
     assert record(**base, config=UnlearnConfig.of(seed=1, **FAST)) is None  # another seed
     assert record(**base, config=UnlearnConfig.of(seed=0, **dict(FAST, max_rounds=3))) is None  # parameters
-    assert record(**base, oracle=tiny_judge_ckpt) is None  # another oracle picks other latents
+    assert record(**base, oracle_sha256=file_sha256(tiny_judge_ckpt)) is None  # another oracle picks other latents
     assert record(**base, request=ForgetRequest.for_class(2)) is None  # another request
     assert record(**base, gan_sha256="0" * 64) is None  # another original
     assert record(**base, method="finetune") is None

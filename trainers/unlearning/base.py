@@ -230,7 +230,7 @@ class GANUnlearningMethod:
         at any learning rate. Raising ``max_drift`` always loosens the guard; ``relative_drift`` 0 leaves it
         alone, as does a retained set too small to measure a spread."""
         g = self.config.guard
-        return max(g.max_drift, g.relative_drift * spread) if spread else g.max_drift
+        return max(g.max_drift, g.relative_drift * (spread or 0.0))
 
     def health_problem(self, metric: dict, drift: float | None) -> str | None:
         """Why the current state must not be kept (degenerate, or drifted past the guard's limit), or None."""
