@@ -35,6 +35,7 @@ VARIANTS = {
     "cascaded-focus": {"focus_fraction": 0.25},
     "cascaded-quick-checks": {"quick_check": 500},
     "cascaded-fresh": {"substitution.fresh": True},
+    "cascaded-guard-average-only": {"watch_trained": False},  # the guard before it watched the trained generator
     # item requests only (a class request runs them as the default): how D learns the items, when it stops
     "cascaded-auc-stop": {"item_rule": "auc"},
     "cascaded-matched-d": {"item_d_target": "held-out", "item_rule": "auc"},

@@ -305,6 +305,45 @@ def test_drift_guard_returns_to_the_last_good_state_and_halves_the_learning_rate
         UnlearnConfig.of(max_drift=0).validate()
 
 
+@pytest.mark.parametrize("watch", [True, False])
+def test_the_guard_steps_back_when_the_trained_generator_drifts_while_its_average_lags(tiny, watch):
+    """A large learning rate moves the trained generator far in one step while an average with decay 0.999 moves
+    a thousandth of the way: only a guard that watches the trained generator sees it and steps back to the
+    original (whose average is then returned unchanged); one that watches the average alone keeps the step."""
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_items(range(0, 512, 16))
+    config = UnlearnConfig.of(**FAST, ema=0.999, min_rounds=1, check_every=1, max_rounds=1, max_backoffs=1,
+                              max_drift=0.02, relative_drift=0.0, lr_g=0.1, watch_trained=watch)
+    result = unlearn(G, D, req, train, oracle=C, held_out=test, config=config)
+    check = result.summary["history"][0]
+    assert check["drift"] < 0.02  # the average barely moved
+    if watch:
+        assert check["trained_drift"] > 0.02 and result.summary["backoffs"] == 1
+        for k, v in G.state_dict().items():
+            torch.testing.assert_close(result.generator.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    else:
+        assert "trained_drift" not in check and result.summary["backoffs"] == 0
+        assert any(not torch.equal(result.generator.state_dict()[k], v) for k, v in G.state_dict().items())
+
+
+def test_the_trained_generators_drift_is_read_only_beside_an_average(tiny):
+    """Without an average the trained generator is the output, read once; with one, both are read and the
+    guard names which of them went past the limit."""
+    G, D, C, train, test = tiny
+    make = lambda **kw: METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test,  # noqa: E731
+                                            oracle=C, config=UnlearnConfig.of(**FAST, relative_drift=0.0, **kw))
+    assert make(ema=0.0).trained_drift() is None
+    m = make(ema=0.97)
+    m.prepare_guard()
+    m.G, m.G_ema = _Shift(m.G0, 0.2), _Shift(m.G0, 0.05)
+    assert m.preservation_drift() == pytest.approx(0.05, rel=1e-4)
+    assert m.trained_drift() == pytest.approx(0.2, rel=1e-4)
+    problem = m.health_problem({"degenerate": None}, m.preservation_drift(), m.trained_drift())
+    assert problem == "trained generator's drift 0.200 above 0.150"
+    m.config.guard.watch_trained = False
+    assert m.trained_drift() is None
+
+
 def _readings(m, share: float, degenerate=None, satisfied=False):
     """Replace the method's reading by a constructed one; returns the sample counts it was asked for."""
     asked = []

@@ -157,6 +157,9 @@ class GuardOptions:
                                                       "between two retained training images, so that it follows the "
                                                       "data's own scale (0: max_drift alone)")
     max_backoffs: int = param(3, NON_NEGATIVE_COUNT, "steps back at most")
+    watch_trained: bool = param(True, BOOL, "with ema, also step back when the generator being trained drifts past "
+                                            "the limit, not only its average (which follows it a few dozen steps "
+                                            "later)")
 
 
 GROUPS = {"training": TrainingOptions, "cascade": CascadeOptions, "substitution": SubstitutionOptions,
