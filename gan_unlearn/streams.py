@@ -17,6 +17,7 @@ STREAMS = {
     "unlearn.pool": "the latent pool that forgotten latents and substitutes are chosen from",
     "unlearn.steps": "the unlearning stages' batches and latents",
     "unlearn.check": "latents of the stopping rule's forget-rate checks",
+    "unlearn.check.nn": "latents of the item generator rule's nearest-sample checks",
     "unlearn.guard": "latents of the drift guard",
     "unlearn.guard.spread": "pairs of retained training images whose distance sets the drift guard's scale",
     "evaluate.latents": "the evaluation's generated samples (every metric and the downstream training data)",

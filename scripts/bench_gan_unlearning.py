@@ -36,6 +36,12 @@ VARIANTS = {
     "cascaded-quick-checks": {"quick_check": 500},
     "cascaded-fresh": {"substitution.fresh": True},
     "cascaded-guard-average-only": {"watch_trained": False},  # the guard before it watched the trained generator
+    # learning rates: the trained generator drifts past the guard within 10 rounds at lr_g 2e-3 on a memorising GAN
+    "cascaded-equal-lr": {"lr_g": 1e-3, "lr_d": 1e-3},
+    "cascaded-fast-d": {"lr_d": 2e-3},
+    # item requests: stop when the generator's samples, too, come no closer to the items than to held-out images
+    "cascaded-generator-rule": {"item_generator_rule": True},
+    "cascaded-equal-lr-generator-rule": {"lr_g": 1e-3, "lr_d": 1e-3, "item_generator_rule": True},
     # item requests only (a class request runs them as the default): how D learns the items, when it stops
     "cascaded-auc-stop": {"item_rule": "auc"},
     "cascaded-matched-d": {"item_d_target": "held-out", "item_rule": "auc"},

@@ -344,6 +344,55 @@ def test_the_trained_generators_drift_is_read_only_beside_an_average(tiny):
     assert m.trained_drift() is None
 
 
+class _Replay(torch.nn.Module):
+    """A "generator" that ignores its latents and shows the given images in turn."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = images.float()
+
+    def forward(self, z):
+        return self.images[torch.arange(len(z)) % len(self.images)]
+
+
+def test_the_generator_rule_reads_how_close_samples_come_to_the_items_against_held_out_images(tiny):
+    """A generator that shows exactly the forgotten items is as close to them as can be (AUC 1); one that shows
+    exactly the check's held-out images is closer to those (AUC 0)."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C,
+                            config=UnlearnConfig.of(**FAST, ema=0.0))
+    m.G = _Replay(m.forget_images)
+    assert m.generator_membership_auc(300) == 1.0
+    m.G = _Replay(m.held_out_images[:150])
+    assert 0.0 < m.generator_membership_auc(300) <= 0.25  # the items can beat only the 50 images never shown
+    m.G = _Replay(m.held_out_images)
+    assert m.generator_membership_auc(400) == 0.0
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, rule):
+    """Readings say D's rule holds from the first check on and the whole rule never does: with the generator rule
+    D's weights stay exactly as they were at that check to the end of the budget; without it D trains on."""
+    G, D, C, train, test = tiny
+    config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=4, max_drift=10.0,
+                              item_generator_rule=rule)
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
+    at_check = []
+
+    def reading(samples=None):
+        at_check.append({k: v.clone() for k, v in m.D.state_dict().items()})
+        return {"degenerate": None, "d_reached": True, "satisfied": False, "d_real_accuracy": 1.0}
+
+    m.forget_metric = reading
+    result = m.run()
+    assert result.summary["rounds"] == 4
+    assert result.summary["d_steps"] == (1 if rule else 4)  # one D step per round while D's stage runs
+    first_check = at_check[1]  # [0] is the reading before the rounds
+    same = all(torch.equal(result.discriminator.state_dict()[k], v) for k, v in first_check.items())
+    assert same is rule
+    assert any(not torch.equal(at_check[0][k], v) for k, v in first_check.items())  # D did train before
+
+
 def _readings(m, share: float, degenerate=None, satisfied=False):
     """Replace the method's reading by a constructed one; returns the sample counts it was asked for."""
     asked = []

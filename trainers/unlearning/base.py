@@ -26,7 +26,7 @@ from gan_unlearn.runtime import (autocast, batched, frozen, progress, resolve_de
                                  to_memory_format)
 from gan_unlearn.streams import generator as stream
 from metrics.forgetting import class_histogram, discriminator_scores
-from metrics.membership import auc
+from metrics.membership import auc, nearest_sample_distances
 
 from ..gan import make_optimizer
 from ..losses import bce
@@ -166,11 +166,30 @@ class GANUnlearningMethod:
                 reached = out["d_auc"] <= 0.5 + stop.auc_margin
             else:
                 reached = out["d_score_forgotten"] <= out["d_score_held_out"]
+            out["d_reached"] = reached
+            if stop.item_generator_rule:
+                out["nn_auc"] = self.generator_membership_auc(samples or stop.check_samples)
+                reached = reached and out["nn_auc"] <= 0.5 + stop.auc_margin
         else:
             reached = out["class_share"] <= stop.forget_target
         out["degenerate"] = "; ".join(degenerate) or None
         out["satisfied"] = reached and not degenerate
         return out
+
+    @torch.no_grad()
+    def generator_membership_auc(self, samples: int) -> float:
+        """Membership AUC of the output generator's nearest-sample distances: forgotten items against the check's
+        held-out images, in the method's feature space, over ``samples`` images of the check's latents. 1/2 when
+        the generator comes as close to unseen images as to the items (retraining's level); the evaluation reads
+        the same quantity on other latents, the other held-out half and the judge's features."""
+        c = self.config
+        z = self.G0.sample_latents(samples, stream(c.seed, "unlearn.check.nn"))
+        generated = batched(lambda v: self.feature_fn(self.output_generator(v).float()), z, 500, self.device,
+                            self.precision)
+        features = lambda x: batched(self.feature_fn, x, 1000, self.device, self.precision)  # noqa: E731
+        d_items = nearest_sample_distances(features(self.forget_images), generated)
+        d_held = nearest_sample_distances(features(self.held_out_images), generated)
+        return auc(-d_items, -d_held)
 
     def checked_metric(self) -> dict:
         """The reading at a check: with ``quick_check``, a small reading first, kept (marked ``quick``) when it
@@ -193,7 +212,7 @@ class GANUnlearningMethod:
     @staticmethod
     def reported(metric: dict) -> dict:
         """A metric as the summary records it (no tensors, no verdict)."""
-        return {k: v for k, v in metric.items() if k not in ("satisfied", "shares")}
+        return {k: v for k, v in metric.items() if k not in ("satisfied", "shares", "d_reached")}
 
     @torch.no_grad()
     def prepare_guard(self, count: int = 256) -> None:
@@ -350,11 +369,13 @@ class GANUnlearningMethod:
         with self.timer("discriminator"):
             for _ in range(t.d_warmup):  # lets D learn the fake label before G follows its gradient
                 self.discriminator_step()
-        history, reason, rounds, backoffs = [], "step budget", 0, 0
+        history, reason, rounds, backoffs, d_paused, d_steps = [], "step budget", 0, 0, False, t.d_warmup
         bar = progress(range(stop.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
         for r in bar:
             with self.timer("discriminator"):
-                loss_d = sum(self.discriminator_step() for _ in range(t.d_steps)) / max(t.d_steps, 1)
+                steps = 0 if d_paused else t.d_steps
+                loss_d = sum(self.discriminator_step() for _ in range(steps)) / max(steps, 1)
+                d_steps += steps
             with self.timer("generator"):
                 loss_g = sum(self.generator_step() for _ in range(t.g_steps)) / max(t.g_steps, 1)
                 self.update_ema()
@@ -376,7 +397,11 @@ class GANUnlearningMethod:
                     with self.timer("checks"):  # the guard: retained content is going, so step back
                         backoffs += 1
                         history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
+                    d_paused = False  # the restored D is judged afresh at the next check
                     continue
+                if stop.item_generator_rule and metric.get("d_reached") and not d_paused:
+                    d_paused = True  # D's rule holds: further D steps would push the items below held-out images
+                    history[-1]["d_paused"] = True
                 if not unhealthy:
                     with self.timer("checks"):
                         snapshot, healthy_round = self._snapshot(), rounds
@@ -396,7 +421,7 @@ class GANUnlearningMethod:
             reason += f"; degenerate at the end ({restored['why']}), returned the state of round {healthy_round}"
         summary = {
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
-            "rounds": rounds, "backoffs": backoffs, "d_steps": t.d_warmup + rounds * t.d_steps,
+            "rounds": rounds, "backoffs": backoffs, "d_steps": d_steps,
             "g_steps": rounds * t.g_steps, "stopping_reason": reason, "forgotten": bool(after["satisfied"]),
             "restored_healthy_state": restored, "seconds": round(self.timer.total(), 3),
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
