@@ -42,6 +42,8 @@ VARIANTS = {
     # item requests: stop when the generator's samples, too, come no closer to the items than to held-out images
     "cascaded-generator-rule": {"item_generator_rule": True},
     "cascaded-equal-lr-generator-rule": {"lr_g": 1e-3, "lr_d": 1e-3, "item_generator_rule": True},
+    "cascaded-equal-lr-generator-auc-rules": {"lr_g": 1e-3, "lr_d": 1e-3, "item_generator_rule": True,
+                                              "item_rule": "auc"},
     # item requests only (a class request runs them as the default): how D learns the items, when it stops
     "cascaded-auc-stop": {"item_rule": "auc"},
     "cascaded-matched-d": {"item_d_target": "held-out", "item_rule": "auc"},
