@@ -38,12 +38,30 @@ SETTINGS = {
 }
 
 
-def gan_section(r: dict) -> list[str]:
+# What sets a run apart from the others of its setting (code version, what it compares), under its heading.
+CAPTIONS = {
+    "bench_gan_full_cuda.json": "Made with the drift guard that watched only the generator's average (before "
+                                "e8f5dd3).",
+    "bench_gan_memorising_cuda.json": "Made with the drift guard that watched only the generator's average (before "
+                                      "e8f5dd3).",
+    "bench_gan_memorising_cpu.json": "The item stopping rules: D's alone (default) against D's and the "
+                                     "generator's together (`-generator-rule`), at the default and at equal "
+                                     "learning rates.",
+    "bench_gan_memorising_variants_cpu.json": "The guard that watches the trained generator (default since "
+                                              "e8f5dd3) against the one that watched only its average, and the "
+                                              "learning-rate and matched-D variants.",
+    "bench_gan_memorising_variants_average_guard_cpu.json": "The item variants of the session before e8f5dd3, "
+                                                            "with the guard that watched only the generator's "
+                                                            "average (seed 0).",
+}
+
+
+def gan_section(r: dict, caption: str | None = None) -> list[str]:
     """A GAN unlearning benchmark run under the evaluation protocol: mean +- sd over seeds, against retrain."""
     m = r["machine"]
     n = len(r["seeds"])
     out = [f"### GAN unlearning, {r['dataset']}, {r['setting']} setting, {n} seed{'s' if n > 1 else ''} "
-           f"({device_words(m)})", "",
+           f"({device_words(m)})", "", *([caption, ""] if caption else []),
            f"Command: `{r['command']}`  ",
            f"Machine: {m['platform']}, {device_words(m)}, torch {m['torch']}. Setting: {SETTINGS[r['setting']]}. "
            f"Recipe of the original and retrained GANs: DCGAN, {r['recipe_epochs']} epochs, Adam 2e-4, batch 64. "
@@ -212,6 +230,7 @@ def main() -> None:
                 ("bench_gan_full_cuda.json", gan_section), ("bench_gan_full_cpu.json", gan_section),
                 ("bench_gan_memorising_cuda.json", gan_section), ("bench_gan_memorising_cpu.json", gan_section),
                 ("bench_gan_memorising_variants_cpu.json", gan_section),
+                ("bench_gan_memorising_variants_average_guard_cpu.json", gan_section),
                 ("bench_gan_cifar_cpu.json", gan_section),
                 ("bench_speedup.json", speedup_section),
                 ("bench_speedup_quick.json", speedup_section),
@@ -223,7 +242,7 @@ def main() -> None:
         if r is None:
             missing.append(name)
         else:
-            parts += render(r)
+            parts += render(r, CAPTIONS[name]) if name in CAPTIONS else render(r)
     tp = load("bench_throughput.json")
     if tp:
         parts += throughput_section(tp, load("bench_inception.json"))
