@@ -126,11 +126,13 @@ def test_the_matched_targets_come_from_the_stopping_half_but_never_from_the_chec
 
 def test_item_unlearning_with_matched_targets_and_the_auc_rule_ends_near_chance(tiny):
     """On the tiny GAN: the run stops by the AUC rule, and D's membership AUC on the reporting half (images
-    neither the targets nor the check used) lies within 0.15 of 1/2."""
+    neither the targets nor the check used) lies within 0.15 of 1/2. The drift guard is off (limit 1.0): the
+    tiny generator, trained at the default rate, drifts 0.16-0.17 on retained latents, past the default limit,
+    and every step back would restore an earlier D at a halved learning rate; this test is about D alone."""
     G, D, C, train, test = tiny
     req = ForgetRequest.for_items(range(0, 512, 16))
     cfg = dict(FAST, d_warmup=10, min_rounds=1, check_every=1, max_rounds=60, max_real_accuracy_drop=1.0,
-               item_rule="auc", item_d_target="held-out")
+               item_rule="auc", item_d_target="held-out", max_drift=1.0)
     r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**cfg))
     assert r.summary["stopping_reason"] == "forget metric reached"
     assert r.summary["after"]["d_auc"] <= 0.55 < r.summary["before"]["d_auc"]
