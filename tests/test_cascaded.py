@@ -387,10 +387,35 @@ def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, r
     result = m.run()
     assert result.summary["rounds"] == 4
     assert result.summary["d_steps"] == (1 if rule else 4)  # one D step per round while D's stage runs
+    assert [h["loss_d"] is None for h in result.summary["history"]] == [False] + [rule] * 3  # no D step: no loss
     first_check = at_check[1]  # [0] is the reading before the rounds
     same = all(torch.equal(result.discriminator.state_dict()[k], v) for k, v in first_check.items())
     assert same is rule
     assert any(not torch.equal(at_check[0][k], v) for k, v in first_check.items())  # D did train before
+
+
+def test_a_step_back_to_a_state_whose_d_had_met_its_rule_keeps_d_paused(tiny):
+    """Check 1 is healthy and D's rule holds there (D pauses, the state is kept); check 2 drifts past the limit and
+    steps back to check 1's state. D must stay paused: the D restored had met its rule, and training it on would
+    push the items below held-out images. So D ends exactly as it was at check 1."""
+    G, D, C, train, test = tiny
+    config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=3, max_backoffs=1, max_drift=0.5,
+                              relative_drift=0.0, item_generator_rule=True)
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
+    at_check, drifts = [], iter([0.0, 0.9, 0.0, 0.0])  # at checks 1, 2 (past the limit of 0.5) and 3, then the end
+
+    def reading(samples=None):
+        at_check.append({k: v.clone() for k, v in m.D.state_dict().items()})
+        return {"degenerate": None, "d_reached": True, "satisfied": False, "d_real_accuracy": 1.0}
+
+    m.forget_metric = reading
+    m.preservation_drift = lambda generator=None: next(drifts)
+    m.trained_drift = lambda: None
+    result = m.run()
+    assert result.summary["backoffs"] == 1 and "backoff_lr_g" in result.summary["history"][1]
+    assert result.summary["d_steps"] == 1  # round 1 only
+    for k, v in at_check[1].items():
+        torch.testing.assert_close(result.discriminator.state_dict()[k], v, rtol=0, atol=0, msg=k)
 
 
 def _readings(m, share: float, degenerate=None, satisfied=False):

@@ -111,6 +111,24 @@ def test_the_auc_rule_is_not_met_by_a_few_held_out_outliers(tiny, rule, satisfie
     assert metric["satisfied"] is satisfied
 
 
+@pytest.mark.parametrize("rule, nn_auc, satisfied", [(False, 0.9, True), (True, 0.9, False), (True, 0.54, True)])
+def test_the_generator_rule_holds_back_a_d_that_has_met_its_own(tiny, rule, nn_auc, satisfied):
+    """D's mean rule holds (items 0.2 against a held-out mean of 0.25). With the generator rule the request is
+    forgotten only when the generator's nearest-sample AUC is at most 1/2 + auc_margin (0.05) as well; without it
+    that AUC is neither read nor needed."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3, 4]), train,
+                            UnlearnConfig.of(**FAST, item_generator_rule=rule), oracle=C, held_out=test)
+    m.D = _ScoreByBrightness()
+    m.forget_images = torch.zeros(4, 1, 28, 28)
+    m.held_out_images = torch.cat([-torch.ones(150, 1, 28, 28), torch.ones(50, 1, 28, 28)])
+    asked = []
+    m.generator_membership_auc = lambda samples: asked.append(samples) or nn_auc
+    metric = m.forget_metric()
+    assert metric["d_reached"] is True and metric["satisfied"] is satisfied
+    assert ("nn_auc" in metric) is rule and asked == ([FAST["check_samples"]] if rule else [])
+
+
 def test_the_matched_targets_come_from_the_stopping_half_but_never_from_the_checks_images(tiny):
     G, D, C, train, test = tiny
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,

@@ -179,7 +179,7 @@ class GANUnlearningMethod:
     @torch.no_grad()
     def generator_membership_auc(self, samples: int) -> float:
         """Membership AUC of the output generator's nearest-sample distances: forgotten items against the check's
-        held-out images, in the method's feature space, over ``samples`` images of the check's latents. 1/2 when
+        held-out images, in the method's feature space, over ``samples`` images of its own latent stream. 1/2 when
         the generator comes as close to unseen images as to the items (retraining's level); the evaluation reads
         the same quantity on other latents, the other held-out half and the judge's features."""
         c = self.config
@@ -194,8 +194,9 @@ class GANUnlearningMethod:
     def checked_metric(self) -> dict:
         """The reading at a check: with ``quick_check``, a small reading first, kept (marked ``quick``) when it
         shows no lost class and the class share lies more than three binomial standard errors above the target
-        (an item request's rule compares D's scores on fixed images, so there only the share histogram is
-        smaller); otherwise the full reading. Checks were a third of the cascade's time on a 2-core CPU."""
+        (an item request's rule compares D's scores on fixed images, so there only the share histogram and the
+        generator rule's samples are smaller); otherwise the full reading. Checks were a third of the cascade's
+        time on a 2-core CPU."""
         stop = self.config.stopping
         n = stop.quick_check
         if self.oracle is None or not 0 < n < stop.check_samples:
@@ -217,7 +218,8 @@ class GANUnlearningMethod:
     @torch.no_grad()
     def prepare_guard(self, count: int = 256) -> None:
         """Retained latents (their own stream) and the original generator's images of them: the drift guard
-        watches how far the output generator moves on them, for every method."""
+        watches how far the output generator (and, with ``watch_trained``, the trained one) moves on them, for
+        every method."""
         c = self.config
         z = self.G0.sample_latents(count, stream(c.seed, "unlearn.guard"))
         images = batched(self.G0, z, 256, self.device, self.precision)
@@ -365,7 +367,7 @@ class GANUnlearningMethod:
         with self.timer("prepare"):
             self.prepare_guard()
             counts = self.prepare()
-        snapshot, healthy_round = self._snapshot(), 0  # the original models: healthy by definition
+        snapshot, healthy_round, snapshot_paused = self._snapshot(), 0, False  # the original: healthy by definition
         with self.timer("discriminator"):
             for _ in range(t.d_warmup):  # lets D learn the fake label before G follows its gradient
                 self.discriminator_step()
@@ -374,7 +376,7 @@ class GANUnlearningMethod:
         for r in bar:
             with self.timer("discriminator"):
                 steps = 0 if d_paused else t.d_steps
-                loss_d = sum(self.discriminator_step() for _ in range(steps)) / max(steps, 1)
+                loss_d = sum(self.discriminator_step() for _ in range(steps)) / steps if steps else None
                 d_steps += steps
             with self.timer("generator"):
                 loss_g = sum(self.generator_step() for _ in range(t.g_steps)) / max(t.g_steps, 1)
@@ -384,7 +386,8 @@ class GANUnlearningMethod:
                 with self.timer("checks"):
                     metric = self.checked_metric()
                     drift, trained = self.preservation_drift(), self.trained_drift()
-                history.append({"round": rounds, "loss_d": round(loss_d, 4), "loss_g": round(loss_g, 4),
+                history.append({"round": rounds, "loss_d": None if loss_d is None else round(loss_d, 4),
+                                "loss_g": round(loss_g, 4),
                                 **self.reported(metric)})
                 if drift is not None:
                     history[-1]["drift"] = round(drift, 4)
@@ -397,14 +400,14 @@ class GANUnlearningMethod:
                     with self.timer("checks"):  # the guard: retained content is going, so step back
                         backoffs += 1
                         history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
-                    d_paused = False  # the restored D is judged afresh at the next check
+                    d_paused = snapshot_paused  # the restored D: paused if it had met its rule when it was kept
                     continue
                 if stop.item_generator_rule and metric.get("d_reached") and not d_paused:
                     d_paused = True  # D's rule holds: further D steps would push the items below held-out images
                     history[-1]["d_paused"] = True
                 if not unhealthy:
                     with self.timer("checks"):
-                        snapshot, healthy_round = self._snapshot(), rounds
+                        snapshot, healthy_round, snapshot_paused = self._snapshot(), rounds, d_paused
                 if metric["satisfied"]:
                     reason = "forget metric reached"
                     break
@@ -413,6 +416,8 @@ class GANUnlearningMethod:
         restored = None
         if history and "backoff_lr_g" in history[-1]:  # the last check stepped back: say so
             restored = {"round": healthy_round, "why": "the guard stepped back at the last check"}
+        # what is returned is the output generator, so its drift alone decides; the trained generator's drift
+        # only steers the steps back (with ``ema`` the two differ, and the average is what samples)
         problem = self.health_problem(after, self.preservation_drift())
         if problem is not None:
             restored = {"round": healthy_round, "why": problem}

@@ -133,7 +133,7 @@ class StoppingOptions:
     max_rounds: int = param(200, COUNT, "round budget")
     min_rounds: int = param(10, NON_NEGATIVE_COUNT, "rounds before the first check")
     check_every: int = param(10, COUNT, "rounds between checks")
-    check_samples: int = param(2000, COUNT, "samples per check of a class request")
+    check_samples: int = param(2000, COUNT, "samples per check of a class request (and of the item generator rule)")
     quick_check: int = param(0, NON_NEGATIVE_COUNT, "samples of a first reading at each check; the full one "
                                                     "follows only if the target may be reached or a class may "
                                                     "be lost (0: always the full reading)")
@@ -145,8 +145,8 @@ class StoppingOptions:
     auc_margin: float = param(0.05, Range(0, 0.5), "the auc item rule's allowance above 1/2")
     item_generator_rule: bool = param(False, BOOL,
                                       "item requests: also require the generator's samples to come no closer to the "
-                                      "items than to held-out images (nearest-sample AUC in the oracle's features "
-                                      "at most 1/2 + auc_margin); D's stage pauses once D's own rule holds")
+                                      "items than to held-out images (nearest-sample AUC in the oracle's features, "
+                                      "pixels without an oracle, at most 1/2 + auc_margin); D's stage pauses once D's own rule holds")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
 
