@@ -54,7 +54,10 @@ CAPTIONS = {
                                            "generator's together (`-generator-rule`). Times are not comparable: "
                                            "this run shared the 2-core CPU with the test suite and a CI run, so "
                                            "read speed from the run above; every quality number is deterministic "
-                                           "(the default and `cascaded-equal-lr` reproduce the run above exactly).",
+                                           "(the default and `cascaded-equal-lr` reproduce the run above exactly). "
+                                           "Made before aa763f8: in one run (seed 2 of "
+                                           "`cascaded-equal-lr-generator-rule`) a step back at round 30 to a state "
+                                           "whose D had met its rule let D train on until round 100.",
     "bench_gan_memorising_variants_average_guard_cpu.json": "The item variants of the session before e8f5dd3, "
                                                             "with the guard that watched only the generator's "
                                                             "average (seed 0).",
