@@ -104,7 +104,8 @@ BEYOND = [Criterion(f"share of the class beyond the pool, {probe} (judge), %", _
 
 
 # variants that change only what an item request does: on a class request they are the default again
-ITEM_ONLY_VARIANTS = ("cascaded-auc-stop", "cascaded-matched-d", "cascaded-matched-d-mean-rule", "cascaded-generator-rule")
+ITEM_ONLY_VARIANTS = ("cascaded-auc-stop", "cascaded-matched-d", "cascaded-matched-d-mean-rule",
+                      "cascaded-generator-rule")
 
 
 def is_cifar(dataset: str) -> bool:

@@ -39,13 +39,11 @@ SETTINGS = {
 
 
 # What sets a run apart from the others of its setting (code version, what it compares), under its heading.
+AVERAGE_GUARD = "Made with the drift guard that watched only the generator's average (before e8f5dd3)"
 CAPTIONS = {
-    "bench_gan_full_cuda.json": "Made with the drift guard that watched only the generator's average (before "
-                                "e8f5dd3).",
-    "bench_gan_full_cpu.json": "Made with the drift guard that watched only the generator's average (before "
-                               "e8f5dd3); not yet rerun with the current guard.",
-    "bench_gan_memorising_cuda.json": "Made with the drift guard that watched only the generator's average (before "
-                                      "e8f5dd3).",
+    "bench_gan_full_cuda.json": f"{AVERAGE_GUARD}.",
+    "bench_gan_full_cpu.json": f"{AVERAGE_GUARD}; not yet rerun with the current guard.",
+    "bench_gan_memorising_cuda.json": f"{AVERAGE_GUARD}.",
     "bench_gan_memorising_cpu.json": "The guard that watches the trained generator (default since e8f5dd3) against "
                                      "the one that watched only its average (`cascaded-guard-average-only`), and "
                                      "the learning-rate and matched-D variants. Seed 0's cascaded run shared the CPU "

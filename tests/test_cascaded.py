@@ -369,6 +369,19 @@ def test_the_generator_rule_reads_how_close_samples_come_to_the_items_against_he
     assert m.generator_membership_auc(400) == 0.0
 
 
+def _d_rule_always_holds(m) -> list:
+    """Replace the method's reading by one where D's rule holds and the whole rule does not; returns D's weights
+    at each reading ([0] before the rounds, then one per check)."""
+    at_check = []
+
+    def reading(samples=None):
+        at_check.append({k: v.clone() for k, v in m.D.state_dict().items()})
+        return {"degenerate": None, "d_reached": True, "satisfied": False, "d_real_accuracy": 1.0}
+
+    m.forget_metric = reading
+    return at_check
+
+
 @pytest.mark.parametrize("rule", [True, False])
 def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, rule):
     """Readings say D's rule holds from the first check on and the whole rule never does: with the generator rule
@@ -377,13 +390,7 @@ def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, r
     config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=4, max_drift=10.0,
                               item_generator_rule=rule)
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
-    at_check = []
-
-    def reading(samples=None):
-        at_check.append({k: v.clone() for k, v in m.D.state_dict().items()})
-        return {"degenerate": None, "d_reached": True, "satisfied": False, "d_real_accuracy": 1.0}
-
-    m.forget_metric = reading
+    at_check = _d_rule_always_holds(m)
     result = m.run()
     assert result.summary["rounds"] == 4
     assert result.summary["d_steps"] == (1 if rule else 4)  # one D step per round while D's stage runs
@@ -402,13 +409,7 @@ def test_a_step_back_to_a_state_whose_d_had_met_its_rule_keeps_d_paused(tiny):
     config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=3, max_backoffs=1, max_drift=0.5,
                               relative_drift=0.0, item_generator_rule=True)
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
-    at_check, drifts = [], iter([0.0, 0.9, 0.0, 0.0])  # at checks 1, 2 (past the limit of 0.5) and 3, then the end
-
-    def reading(samples=None):
-        at_check.append({k: v.clone() for k, v in m.D.state_dict().items()})
-        return {"degenerate": None, "d_reached": True, "satisfied": False, "d_real_accuracy": 1.0}
-
-    m.forget_metric = reading
+    at_check, drifts = _d_rule_always_holds(m), iter([0.0, 0.9, 0.0, 0.0])  # checks 1, 2 (past 0.5), 3, the end
     m.preservation_drift = lambda generator=None: next(drifts)
     m.trained_drift = lambda: None
     result = m.run()

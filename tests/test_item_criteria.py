@@ -94,17 +94,23 @@ def tiny(tiny_unlearning_inputs):
     return tiny_unlearning_inputs
 
 
+def _items_at_02_held_out_at_0_or_1(tiny, **options):
+    """A method whose D scores every item 0.2, three quarters of the held-out images 0 and a quarter 1."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3, 4]), train, UnlearnConfig.of(**FAST, **options),
+                            oracle=C, held_out=test)
+    m.D = _ScoreByBrightness()
+    m.forget_images = torch.zeros(4, 1, 28, 28)
+    m.held_out_images = torch.cat([-torch.ones(150, 1, 28, 28), torch.ones(50, 1, 28, 28)])
+    return m
+
+
 @pytest.mark.parametrize("rule, satisfied", [("mean", True), ("auc", False)])
 def test_the_auc_rule_is_not_met_by_a_few_held_out_outliers(tiny, rule, satisfied):
     """Every item scores 0.2; three quarters of the held-out images score 0 and a quarter 1. The held-out mean
     (0.25) lies above the items' (the mean rule calls them forgotten) while D still ranks the items above
     three quarters of the held-out images (AUC 0.75: membership shows)."""
-    G, D, C, train, test = tiny
-    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3, 4]), train,
-                            UnlearnConfig.of(**FAST, item_rule=rule), oracle=C, held_out=test)
-    m.D = _ScoreByBrightness()
-    m.forget_images = torch.zeros(4, 1, 28, 28)
-    m.held_out_images = torch.cat([-torch.ones(150, 1, 28, 28), torch.ones(50, 1, 28, 28)])
+    m = _items_at_02_held_out_at_0_or_1(tiny, item_rule=rule)
     metric = m.forget_metric()
     assert metric["d_auc"] == pytest.approx(0.75)
     assert metric["d_score_forgotten"] <= metric["d_score_held_out"]
@@ -116,12 +122,7 @@ def test_the_generator_rule_holds_back_a_d_that_has_met_its_own(tiny, rule, nn_a
     """D's mean rule holds (items 0.2 against a held-out mean of 0.25). With the generator rule the request is
     forgotten only when the generator's nearest-sample AUC is at most 1/2 + auc_margin (0.05) as well; without it
     that AUC is neither read nor needed."""
-    G, D, C, train, test = tiny
-    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3, 4]), train,
-                            UnlearnConfig.of(**FAST, item_generator_rule=rule), oracle=C, held_out=test)
-    m.D = _ScoreByBrightness()
-    m.forget_images = torch.zeros(4, 1, 28, 28)
-    m.held_out_images = torch.cat([-torch.ones(150, 1, 28, 28), torch.ones(50, 1, 28, 28)])
+    m = _items_at_02_held_out_at_0_or_1(tiny, item_generator_rule=rule)
     asked = []
     m.generator_membership_auc = lambda samples: asked.append(samples) or nn_auc
     metric = m.forget_metric()

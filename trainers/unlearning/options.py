@@ -146,7 +146,8 @@ class StoppingOptions:
     item_generator_rule: bool = param(False, BOOL,
                                       "item requests: also require the generator's samples to come no closer to the "
                                       "items than to held-out images (nearest-sample AUC in the oracle's features, "
-                                      "pixels without an oracle, at most 1/2 + auc_margin); D's stage pauses once D's own rule holds")
+                                      "pixels without an oracle, at most 1/2 + auc_margin); D's stage pauses once "
+                                      "D's own rule holds")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
 
