@@ -48,6 +48,12 @@ VARIANTS = {
     "cascaded-auc-stop": {"item_rule": "auc"},
     "cascaded-matched-d": {"item_d_target": "held-out", "item_rule": "auc"},
     "cascaded-matched-d-mean-rule": {"item_d_target": "held-out"},
+    # the matched target in logits: it keeps pulling where a memorising D scores every unseen image near 0
+    "cascaded-matched-logits": {"item_d_target": "held-out-logits", "item_rule": "auc"},
+    "cascaded-matched-logits-generator-rule": {"item_d_target": "held-out-logits", "item_rule": "auc",
+                                               "item_generator_rule": True},
+    "cascaded-equal-lr-matched-logits": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",
+                                         "item_rule": "auc"},
 }
 
 

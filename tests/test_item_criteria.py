@@ -1,5 +1,6 @@
-"""Item requests' discriminator side: the rank-matched target (forgotten items scored like held-out real
-images) against the fake label, and the rank (AUC) stopping rule against the mean rule, each with an oracle."""
+"""Item requests' discriminator side: the rank-matched targets (forgotten items scored like held-out real
+images, in probabilities or in logits) against the fake label, and the rank (AUC) stopping rule against the
+mean rule, each with an oracle."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.heldout import held_out_split
 from metrics.membership import auc
-from trainers.losses import bce, rank_matched_bce
+from trainers.losses import bce, rank_matched_bce, rank_matched_logits
 from trainers.unlearning import METHODS, UnlearnConfig, unlearn
 
 FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
@@ -81,6 +82,69 @@ def test_the_rank_matched_target_brings_membership_to_chance_where_the_fake_labe
     assert abs(matched - 0.5) < 0.1
 
 
+def test_rank_matched_logits_has_no_gradient_where_the_distributions_agree_and_a_bounded_one_elsewhere():
+    reference = torch.randn(32, generator=torch.Generator().manual_seed(0))
+    same = reference[torch.randperm(32)].clone().requires_grad_()
+    rank_matched_logits(same, reference).backward()
+    assert same.grad.abs().max() < 1e-7
+    far = (reference + 5.0).requires_grad_()  # beyond the Huber corner: the gradient is clipped at 1/n
+    rank_matched_logits(far, reference).backward()
+    assert torch.allclose(far.grad, torch.full((32,), 1 / 32))
+    near = (reference - 0.5).requires_grad_()  # inside it: (logit - target) / n, raising scores below
+    rank_matched_logits(near, reference).backward()
+    assert torch.allclose(near.grad, torch.full((32,), -0.5 / 32))
+
+
+def test_where_d_scores_everything_near_0_the_logit_target_keeps_pulling_and_the_probability_target_stalls():
+    """A D that memorised its training set scores unseen real images near 0 (logits about -9 here) and its
+    members three logits higher: the BCE target's pull, the difference of two small probabilities, is on average
+    about 1/300 of the logit target's, and 1/60 at most."""
+    reference = torch.randn(32, generator=torch.Generator().manual_seed(0)) - 9.0
+    bce_side = (reference + 3.0).requires_grad_()
+    rank_matched_bce(bce_side, reference).backward()
+    logit_side = (reference + 3.0).requires_grad_()
+    rank_matched_logits(logit_side, reference).backward()
+    assert (bce_side.grad > 0).all() and (logit_side.grad > 0).all()
+    assert bce_side.grad.mean() < logit_side.grad.mean() / 200
+    assert bce_side.grad.max() < logit_side.grad.min() / 50
+
+
+class _SpreadAndMembership(torch.nn.Module):
+    """score = w * x0 + x1 + b: x1 spreads every image's score (all that D sees beyond membership, fixed), x0
+    tells members (mean 2) from non-members (mean 0) as long as w is not 0."""
+
+    def __init__(self, bias: float):
+        super().__init__()
+        self.w, self.b = torch.nn.Parameter(torch.tensor(1.5)), torch.nn.Parameter(torch.tensor(bias))
+
+    def forward(self, x):
+        return self.w * x[:, 0] + x[:, 1] + self.b
+
+
+def _membership_after_plain_sgd(loss_fn, bias: float) -> float:
+    """AUC of members against other non-members after 1,000 plain SGD steps (no Adam rescaling, as in a D
+    whose gradient is dominated by its real/fake loss) on ``loss_fn(members' scores, held-out scores)``."""
+    g = torch.Generator().manual_seed(0)
+    members = torch.randn(64, 2, generator=g) + torch.tensor([2.0, 0.0])
+    match, report = torch.randn(512, 2, generator=g), torch.randn(512, 2, generator=g)
+    D = _SpreadAndMembership(bias)
+    opt = torch.optim.SGD(D.parameters(), lr=0.05)
+    for _ in range(1000):
+        i, j = torch.randint(64, (32,), generator=g), torch.randint(512, (32,), generator=g)
+        loss = loss_fn(D(members[i]), D(match[j]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return auc(D(members).detach(), D(report).detach())
+
+
+def test_the_logit_target_brings_membership_to_chance_however_low_d_scores_unseen_images():
+    assert abs(_membership_after_plain_sgd(rank_matched_bce, bias=0.0) - 0.5) < 0.05  # both work near 1/2
+    assert abs(_membership_after_plain_sgd(rank_matched_logits, bias=0.0) - 0.5) < 0.05
+    assert _membership_after_plain_sgd(rank_matched_bce, bias=-8.0) > 0.7  # starts at 0.87: stalls
+    assert abs(_membership_after_plain_sgd(rank_matched_logits, bias=-8.0) - 0.5) < 0.05
+
+
 class _ScoreByBrightness(torch.nn.Module):
     """Logit by mean pixel value: -1 images score about 0, 0 images 0.2, +1 images about 1."""
 
@@ -130,20 +194,22 @@ def test_the_generator_rule_holds_back_a_d_that_has_met_its_own(tiny, rule, nn_a
     assert ("nn_auc" in metric) is rule and asked == ([FAST["check_samples"]] if rule else [])
 
 
-def test_the_matched_targets_come_from_the_stopping_half_but_never_from_the_checks_images(tiny):
+@pytest.mark.parametrize("target", ["held-out", "held-out-logits"])
+def test_the_matched_targets_come_from_the_stopping_half_but_never_from_the_checks_images(tiny, target):
     G, D, C, train, test = tiny
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
-                            UnlearnConfig.of(**FAST, item_d_target="held-out"), oracle=C, held_out=test)
+                            UnlearnConfig.of(**FAST, item_d_target=target), oracle=C, held_out=test)
     stop = held_out_split(len(test))["stop"]
     assert torch.equal(m.held_out_images, test.batch(stop[:FAST["held_out"]]))
     assert torch.equal(m.match_images, test.batch(stop[FAST["held_out"]:]))
     small = test.subset(torch.arange(100))  # a stopping half of 50: the check and the targets take 25 each
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
-                            UnlearnConfig.of(**FAST, item_d_target="held-out"), oracle=C, held_out=small)
+                            UnlearnConfig.of(**FAST, item_d_target=target), oracle=C, held_out=small)
     assert len(m.held_out_images) == 25 and len(m.match_images) == 25
 
 
-def test_item_unlearning_with_matched_targets_and_the_auc_rule_ends_near_chance(tiny):
+@pytest.mark.parametrize("target", ["held-out", "held-out-logits"])
+def test_item_unlearning_with_matched_targets_and_the_auc_rule_ends_near_chance(tiny, target):
     """On the tiny GAN: the run stops by the AUC rule, and D's membership AUC on the reporting half (images
     neither the targets nor the check used) lies within 0.15 of 1/2. The drift guard is off (limit 1.0): the
     tiny generator, trained at the default rate, drifts 0.16-0.17 on retained latents, past the default limit,
@@ -151,7 +217,7 @@ def test_item_unlearning_with_matched_targets_and_the_auc_rule_ends_near_chance(
     G, D, C, train, test = tiny
     req = ForgetRequest.for_items(range(0, 512, 16))
     cfg = dict(FAST, d_warmup=10, min_rounds=1, check_every=1, max_rounds=60, max_real_accuracy_drop=1.0,
-               item_rule="auc", item_d_target="held-out", max_drift=1.0)
+               item_rule="auc", item_d_target=target, max_drift=1.0)
     r = unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**cfg))
     assert r.summary["stopping_reason"] == "forget metric reached"
     assert r.summary["after"]["d_auc"] <= 0.55 < r.summary["before"]["d_auc"]

@@ -17,11 +17,26 @@ def rank_matched_bce(logits: torch.Tensor, reference_logits: torch.Tensor) -> to
     """BCE of each logit, in rank order, against the probability at the same quantile of ``reference_logits``
     (detached). Minimal when the two batches' scores share one distribution, so it teaches D to score
     forgotten images like held-out ones (membership AUC 1/2) rather than below them, as a fake label does."""
-    logits = logits.float().flatten().sort().values
-    n = len(logits)  # equal sizes: exactly rank i against rank i; a single logit: the median
-    q = torch.linspace(0, 1, n, device=logits.device) if n > 1 else torch.full((1,), 0.5, device=logits.device)
-    target = torch.sigmoid(torch.quantile(reference_logits.detach().float().flatten(), q))
+    logits = logits.float().flatten().sort().values  # equal sizes: exactly rank i against rank i
+    target = torch.sigmoid(_reference_quantiles(reference_logits, len(logits)))
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def rank_matched_logits(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """Huber distance (beta 1) of each logit, in rank order, to the logit at the same quantile of
+    ``reference_logits`` (detached). Same optimum as ``rank_matched_bce``, but its gradient does not vanish
+    where both batches score near 0 or 1: a D that memorised its training set scores unseen real images near
+    0, and there the BCE version's pull, the difference of two tiny probabilities, all but stops while the
+    ranks still differ. The gradient per logit is bounded by 1/n, as BCE's is."""
+    logits = logits.float().flatten().sort().values
+    return F.smooth_l1_loss(logits, _reference_quantiles(reference_logits, len(logits)), beta=1.0)
+
+
+def _reference_quantiles(reference_logits: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` evenly spaced quantiles of ``reference_logits`` (detached); one logit: the median."""
+    q = torch.linspace(0, 1, n, device=reference_logits.device) if n > 1 else \
+        torch.full((1,), 0.5, device=reference_logits.device)
+    return torch.quantile(reference_logits.detach().float().flatten(), q)
 
 
 def d_loss_real_fake(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from gan_unlearn.relevance import unit_relevance
 from gan_unlearn.runtime import batched
 
 from ..latents import ForgetRegion, LatentPool, class_forget_mask, invert, item_forget_latents, substitutes
-from ..losses import bce, rank_matched_bce
+from ..losses import bce, rank_matched_bce, rank_matched_logits
 from .base import GANUnlearningMethod
 
 DISTANCE_FUNCTIONS = {"l2": F.mse_loss, "l1": F.l1_loss}
@@ -82,9 +82,9 @@ class CascadedUnlearning(GANUnlearningMethod):
             module.bias.register_hook(lambda g, m=mask: g * m)
 
     def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """With ``item_d_target=held-out``, D's targets come from the stopping half's images beyond the check's
+        """With a held-out ``item_d_target``, D's targets come from the stopping half's images beyond the check's
         (half of it at most for the check), so the check never reads an image D was matched to."""
-        if self.config.cascade.item_d_target != "held-out":
+        if self.config.cascade.item_d_target == "fake":
             return super().held_out_parts(stop)
         n = min(self.config.stopping.held_out, len(stop) // 2)
         return stop[:n], stop[n:]
@@ -100,13 +100,14 @@ class CascadedUnlearning(GANUnlearningMethod):
 
     def discriminator_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
         """Real retained images -> 1, generated -> 0, forgotten images -> fake (the fake-label criterion), or
-        for items with ``item_d_target=held-out``, forgotten items -> the scores of held-out real images."""
+        for items with a held-out ``item_d_target``, forgotten items -> the scores of held-out real images."""
         loss = super().discriminator_loss(batch, fake)
         k = self.config.cascade
         if k.lambda_u > 0 and "match" in batch:
             with torch.no_grad():
                 reference = self.D(batch["match"])
-            loss = loss + k.lambda_u * rank_matched_bce(self.D(batch["forgotten"]), reference)
+            matched = rank_matched_logits if k.item_d_target == "held-out-logits" else rank_matched_bce
+            loss = loss + k.lambda_u * matched(self.D(batch["forgotten"]), reference)
         elif k.lambda_u > 0:
             loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
         return loss

@@ -18,7 +18,7 @@ from gan_unlearn.runtime import PRECISIONS
 from ..latents import SUBSTITUTIONS
 
 DISTANCES = ("l2", "l1")
-ITEM_D_TARGETS = ("fake", "held-out")
+ITEM_D_TARGETS = ("fake", "held-out", "held-out-logits")
 ITEM_RULES = ("mean", "auc")
 
 
@@ -94,11 +94,13 @@ class CascadeOptions:
     forget_batch: int = param(32, COUNT, "forgotten images or latents per step")
     lambda_u: float = param(1.0, NON_NEGATIVE, "weight of D's loss on forgotten images (fake label or matched "
                                                 "targets)")
-    fake_target: float = param(0.0, BETA, "the label D is taught for forgotten images (not with "
-                                          "item_d_target=held-out)")
+    fake_target: float = param(0.0, BETA, "the label D is taught for forgotten images (not with a "
+                                          "held-out item_d_target)")
     item_d_target: str = param("fake", Range(choices=ITEM_D_TARGETS),
                                "item requests: D learns forgotten items as fake (the fake label), or to score them "
-                               "as it scores held-out real images, rank by rank (held-out)")
+                               "as it scores held-out real images, rank by rank: BCE against their probabilities "
+                               "(held-out) or Huber distance to their logits, which keeps pulling where D scores "
+                               "all unseen images near 0 (held-out-logits)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
