@@ -54,6 +54,9 @@ VARIANTS = {
                                                "item_generator_rule": True},
     "cascaded-equal-lr-matched-logits": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",
                                          "item_rule": "auc"},
+    "cascaded-equal-lr-matched-logits-generator-rule": {"lr_g": 1e-3, "lr_d": 1e-3,
+                                                        "item_d_target": "held-out-logits", "item_rule": "auc",
+                                                        "item_generator_rule": True},
 }
 
 
