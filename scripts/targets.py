@@ -105,7 +105,7 @@ BEYOND = [Criterion(f"share of the class beyond the pool, {probe} (judge), %", _
 
 # variants that change only what an item request does: on a class request they are the default again
 ITEM_ONLY_VARIANTS = ("cascaded-auc-stop", "cascaded-matched-d", "cascaded-matched-d-mean-rule",
-                      "cascaded-generator-rule")
+                      "cascaded-generator-rule", "cascaded-matched-logits", "cascaded-matched-logits-generator-rule")
 
 
 def is_cifar(dataset: str) -> bool:

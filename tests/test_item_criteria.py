@@ -139,10 +139,20 @@ def _membership_after_plain_sgd(loss_fn, bias: float) -> float:
 
 
 def test_the_logit_target_brings_membership_to_chance_however_low_d_scores_unseen_images():
-    assert abs(_membership_after_plain_sgd(rank_matched_bce, bias=0.0) - 0.5) < 0.05  # both work near 1/2
-    assert abs(_membership_after_plain_sgd(rank_matched_logits, bias=0.0) - 0.5) < 0.05
-    assert _membership_after_plain_sgd(rank_matched_bce, bias=-8.0) > 0.7  # starts at 0.87: stalls
-    assert abs(_membership_after_plain_sgd(rank_matched_logits, bias=-8.0) - 0.5) < 0.05
+    """At w = 0 the AUC of 64 members against 512 non-members still varies by about 0.04 (sd) from sample to
+    sample, hence the 0.12 allowance; the stalled BCE target stays above 0.75."""
+    assert abs(_membership_after_plain_sgd(rank_matched_bce, bias=0.0) - 0.5) < 0.12  # both work near 1/2
+    assert abs(_membership_after_plain_sgd(rank_matched_logits, bias=0.0) - 0.5) < 0.12
+    assert _membership_after_plain_sgd(rank_matched_bce, bias=-8.0) > 0.75  # starts at 0.87: stalls
+    assert abs(_membership_after_plain_sgd(rank_matched_logits, bias=-8.0) - 0.5) < 0.12
+
+
+def test_the_matched_targets_never_send_a_gradient_into_the_reference():
+    reference = torch.randn(16, requires_grad=True)
+    for loss in (rank_matched_bce, rank_matched_logits):
+        logits = torch.randn(16, requires_grad=True)
+        loss(logits, reference).backward()
+        assert reference.grad is None and logits.grad is not None
 
 
 class _ScoreByBrightness(torch.nn.Module):
@@ -206,6 +216,25 @@ def test_the_matched_targets_come_from_the_stopping_half_but_never_from_the_chec
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
                             UnlearnConfig.of(**FAST, item_d_target=target), oracle=C, held_out=small)
     assert len(m.held_out_images) == 25 and len(m.match_images) == 25
+
+
+@pytest.mark.parametrize("target, loss", [("fake", None), ("held-out", rank_matched_bce),
+                                          ("held-out-logits", rank_matched_logits)])
+def test_each_item_d_target_adds_its_own_loss_on_the_forgotten_items(tiny, target, loss):
+    """D's loss is the real/fake loss plus lambda_u (2 here) times the target's loss on the forgotten items:
+    the fake label's BCE, or the matched loss against D's scores of the match images."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 64, 4)), train,
+                            UnlearnConfig.of(**FAST, item_d_target=target, lambda_u=2.0), oracle=C, held_out=test)
+    torch.manual_seed(0)
+    batch, fake = m.discriminator_batch(), G(torch.randn(8, G.latent_dim)).detach()
+    with torch.no_grad():
+        base = bce(m.D(batch["real"]), 1.0) + bce(m.D(fake), 0.0)
+        forgotten = m.D(batch["forgotten"])
+        extra = bce(forgotten, 0.0) if loss is None else loss(forgotten, m.D(batch["match"]))
+        total = m.discriminator_loss(batch, fake)
+    assert ("match" in batch) is (loss is not None)
+    assert total.item() == pytest.approx((base + 2.0 * extra).item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("target", ["held-out", "held-out-logits"])
