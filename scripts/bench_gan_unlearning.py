@@ -60,6 +60,12 @@ VARIANTS = {
 }
 
 
+# options that only an item request reads: a variant that sets nothing else is the default on a class request
+ITEM_ONLY_OPTIONS = {"item_d_target", "item_rule", "item_generator_rule"}
+ITEM_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()
+                           if options and set(options) <= ITEM_ONLY_OPTIONS)
+
+
 def aggregate(per_seed: list[dict]) -> dict:
     """Mean and sd over seeds of every model's headline numbers, time, speedup and its comparison with retrain."""
     out = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from bench_gan_unlearning import ITEM_ONLY_VARIANTS
 from benchlib import mean_sd
 
 
@@ -103,9 +104,6 @@ BEYOND = [Criterion(f"share of the class beyond the pool, {probe} (judge), %", _
                              ("scaled", "beyond_pool scaled (judge)"))]
 
 
-# variants that change only what an item request does: on a class request they are the default again
-ITEM_ONLY_VARIANTS = ("cascaded-auc-stop", "cascaded-matched-d", "cascaded-matched-d-mean-rule",
-                      "cascaded-generator-rule", "cascaded-matched-logits", "cascaded-matched-logits-generator-rule")
 
 
 def is_cifar(dataset: str) -> bool:

@@ -216,11 +216,12 @@ READING = """What the targets table says (measured 2026-12-01 and 2026-12-02; th
   against 0.05); the default's item FID (1.12x and 1.20x).
 - Each unmet item target but speed is met by some variant, none meets all: D's matched target in logits
   (`-matched-logits`) brings D's membership AUC to retrain's (0.022 from it, against the default's 0.36;
-  at the default rates FID worsens to 1.28x and 1.40x), and with equal rates (`cascaded-equal-lr-matched-logits`) FID too (0.99x and 1.02x, 26x faster than
-  retraining), but it stops on D's rule after 10 to 70 rounds and leaves the generator where it was (NN AUC
-  0.597 against the original's 0.606, the default's 0.553 and retrain's 0.511). Keeping the generator going
-  until its own rule holds (`-generator-rule`) lowers that only to 0.573 and costs FID (1.21x). The default
-  keeps the setting that changes what the generator produces, the issue's first demand.
+  at the default rates FID worsens to 1.28x and 1.40x), and with equal rates
+  (`cascaded-equal-lr-matched-logits`) FID too (0.99x and 1.02x, 26x faster than retraining), but it stops
+  on D's rule after 10 to 70 rounds and leaves the generator where it was (NN AUC 0.597 against the
+  original's 0.606, the default's 0.553 and retrain's 0.511). Keeping the generator going until its own rule
+  holds (`-generator-rule`) lowers that only to 0.573 and costs FID (1.21x). The default keeps the setting
+  that changes what the generator produces, the issue's first demand.
 - The fake label leaves D's ranking: it lowers the items' mean score from 0.94 to 0.023, but unseen real
   images score about 0.015 then, and the items stay ranked above them (AUC 0.89). The probability-matched
   target (`-matched-d`) cannot fix this: at such scores its pull is the difference of two tiny

@@ -15,6 +15,7 @@ from ..losses import bce, rank_matched_bce, rank_matched_logits
 from .base import GANUnlearningMethod
 
 DISTANCE_FUNCTIONS = {"l2": F.mse_loss, "l1": F.l1_loss}
+MATCHED_D_LOSSES = {"held-out": rank_matched_bce, "held-out-logits": rank_matched_logits}  # by item_d_target
 
 
 class CascadedUnlearning(GANUnlearningMethod):
@@ -84,7 +85,7 @@ class CascadedUnlearning(GANUnlearningMethod):
     def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """With a held-out ``item_d_target``, D's targets come from the stopping half's images beyond the check's
         (half of it at most for the check), so the check never reads an image D was matched to."""
-        if self.config.cascade.item_d_target == "fake":
+        if self.config.cascade.item_d_target not in MATCHED_D_LOSSES:
             return super().held_out_parts(stop)
         n = min(self.config.stopping.held_out, len(stop) // 2)
         return stop[:n], stop[n:]
@@ -106,7 +107,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         if k.lambda_u > 0 and "match" in batch:
             with torch.no_grad():
                 reference = self.D(batch["match"])
-            matched = rank_matched_logits if k.item_d_target == "held-out-logits" else rank_matched_bce
+            matched = MATCHED_D_LOSSES[k.item_d_target]
             loss = loss + k.lambda_u * matched(self.D(batch["forgotten"]), reference)
         elif k.lambda_u > 0:
             loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
