@@ -116,3 +116,24 @@ def test_a_forgetting_criterion_the_original_meets_too_is_not_shown_met():
     agg["original"]["against_retrain"]["forget_rate_judge"]["difference"] = stat(0.05, 0.07)  # 6 points above
     forget = {r["criterion"]: r for r in evaluate(result)}["forget rate (judge) − retrain's, points"]
     assert forget["original_met"] is False and "| yes |" in table([forget])
+
+
+def test_item_settings_keep_the_items_a_quarter_of_the_subset_at_the_base_recipes_training_steps():
+    """64 items: the base recipe (256 images, 1,200 epochs); larger requests grow the subset to 4x the items and
+    shrink the epochs so subset x epochs (the original's training steps) stays 256 x 1,200."""
+    from argparse import Namespace
+
+    from bench_targets import item_recipe, settings
+    assert item_recipe(64, 256, 1200) == (256, 1200)
+    assert item_recipe(32, 256, 1200) == (256, 1200)  # a small request keeps the base subset
+    for n in (256, 1024):
+        subset, epochs = item_recipe(n, 256, 1200)
+        assert subset == 4 * n and subset * epochs == 256 * 1200
+    args = Namespace(data_root="d", seeds="0", variants="cascaded", samples=10, device="cpu", quiet=True,
+                     mnist_epochs=5, forget_class=3, item_sizes="64,1024", cifar="npz:c.npz", cifar_epochs=5,
+                     subset=256, memorising_epochs=1200, skip="cifar-class")
+    runs = settings(args)
+    assert set(runs) == {"mnist-class", "mnist-items-64", "mnist-items-1024", "cifar-items-64", "cifar-items-1024"}
+    big = runs["cifar-items-1024"]
+    assert big[big.index("--subset") + 1] == "4096" and big[big.index("--epochs") + 1] == "75"
+    assert big[big.index("--dataset") + 1] == "npz:c.npz" and big[big.index("--num-items") + 1] == "1024"
