@@ -20,6 +20,7 @@ STREAMS = {
     "unlearn.check.nn": "latents of the item generator rule's nearest-sample checks",
     "unlearn.guard": "latents of the drift guard",
     "unlearn.guard.spread": "pairs of retained training images whose distance sets the drift guard's scale",
+    "unlearn.d_calibration": "retained training images that place D's decision threshold (item requests)",
     "evaluate.latents": "the evaluation's generated samples (every metric and the downstream training data)",
     "evaluate.beyond": "candidate latents for the probes of forgetting beyond the pool's region",
     "augment.latents": "synthetic datasets drawn for downstream training",

@@ -31,8 +31,15 @@ def predicted_classes(generator, reader, z: torch.Tensor, device="cpu", precisio
 def discriminator_scores(discriminator, images: torch.Tensor, device="cpu", precision: str = "fp32",
                          batch_size: int = 1000) -> torch.Tensor:
     """D's probability of "real" for each image in [-1, 1] (eval mode, so scores do not depend on batching)."""
+    return torch.sigmoid(discriminator_logits(discriminator, images, device, precision, batch_size))
+
+
+@torch.no_grad()
+def discriminator_logits(discriminator, images: torch.Tensor, device="cpu", precision: str = "fp32",
+                         batch_size: int = 1000) -> torch.Tensor:
+    """D's real/fake logit for each image (eval mode), in fp32: what a shift of D's decision threshold adds to."""
     with eval_mode(discriminator):
-        return batched(lambda x: torch.sigmoid(discriminator(x).float()), images, batch_size, device, precision)
+        return batched(lambda x: discriminator(x).float(), images, batch_size, device, precision)
 
 
 # Latents no unlearning method samples (its pool and steps draw from the prior, whose norm sits at about

@@ -57,11 +57,15 @@ VARIANTS = {
     "cascaded-equal-lr-matched-logits-generator-rule": {"lr_g": 1e-3, "lr_d": 1e-3,
                                                         "item_d_target": "held-out-logits", "item_rule": "auc",
                                                         "item_generator_rule": True},
+    # D's threshold read and handed back raw (before calibrate_d): continued training moves it by itself
+    "cascaded-uncalibrated-d": {"calibrate_d": False},
+    "cascaded-equal-lr-matched-logits-uncalibrated-d": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",
+                                                        "item_rule": "auc", "calibrate_d": False},
 }
 
 
 # options that only an item request reads: a variant that sets nothing else is the default on a class request
-ITEM_ONLY_OPTIONS = {"item_d_target", "item_rule", "item_generator_rule"}
+ITEM_ONLY_OPTIONS = {"item_d_target", "item_rule", "item_generator_rule", "calibrate_d"}
 ITEM_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()
                            if options and set(options) <= ITEM_ONLY_OPTIONS)
 

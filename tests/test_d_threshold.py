@@ -1,0 +1,111 @@
+"""D's decision threshold on item requests (calibrate_d): continued GAN training moves all of D's logits
+together, which moves its acceptance of held-out real images without D having learnt anything about the
+forgotten items. The checks read D, and the run hands D back, with the threshold placed among retained
+training images where the original's was; ranks and AUCs stay. Oracles: a pure shift of D's output bias."""
+
+import pytest
+import torch
+
+from gan_unlearn.forget import ForgetRequest
+from metrics.forgetting import discriminator_logits
+from trainers.unlearning import METHODS, UnlearnConfig
+
+FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
+            precision="fp32", channels_last=False)
+ITEMS = ForgetRequest.for_items(range(0, 256, 8))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_unlearning_inputs):
+    return tiny_unlearning_inputs
+
+
+def _method(tiny, **options):
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ITEMS, train, UnlearnConfig.of(**FAST, **options), oracle=C, held_out=test)
+    m.set_threshold_reference()
+    base = m.forget_metric()
+    m.reference = {"shares": base["shares"].tolist(), "d_real_accuracy": base["d_real_accuracy"]}
+    return m, base
+
+
+def _move_output_bias(D, by: float) -> None:
+    with torch.no_grad():
+        [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)][-1].bias += by
+
+
+def _acceptance(D, images) -> float:
+    return (discriminator_logits(D, images) > 0).float().mean().item()
+
+
+def test_the_original_d_needs_no_shift(tiny):
+    m, base = _method(tiny)
+    assert m.threshold_shift() == 0.0 and base["d_threshold_shift"] == 0.0
+    assert _acceptance(m.D, m.calibration_images) == pytest.approx(1 - m.calibration_level)
+
+
+def test_a_d_whose_logits_all_fell_together_reads_as_the_original_only_when_calibrated(tiny):
+    """Every logit 4 lower (the threshold moved, nothing learnt): calibrated, the check reads the original's
+    acceptance, scores and AUC, and finds nothing degenerate; uncalibrated, D seems to reject held-out real
+    images and the guard would call the state degenerate."""
+    for calibrate in (True, False):
+        m, base = _method(tiny, calibrate_d=calibrate)
+        _move_output_bias(m.D, -4.0)
+        now = m.forget_metric()
+        assert now["d_auc"] == pytest.approx(base["d_auc"], abs=1e-6)  # ranks never move
+        if calibrate:
+            assert now["d_threshold_shift"] == pytest.approx(4.0, abs=1e-4)
+            assert now["d_real_accuracy"] == pytest.approx(base["d_real_accuracy"], abs=1e-6)
+            assert now["d_score_held_out"] == pytest.approx(base["d_score_held_out"], abs=1e-5)
+            assert now["degenerate"] is None
+        else:
+            assert "d_threshold_shift" not in now
+            assert now["d_real_accuracy"] < base["d_real_accuracy"] - 0.1
+            assert "D accepts" in now["degenerate"]
+
+
+def test_a_d_that_learnt_to_reject_unseen_images_stays_degenerate_when_calibrated(tiny):
+    """The threshold is set on retained training images, so a D that keeps accepting them but now rejects
+    unseen real images (the fake label spreading beyond the items) is still caught."""
+    m, base = _method(tiny)
+    inner = m.D
+    calibration = m.calibration_images
+
+    class RejectsUnseen(torch.nn.Module):
+        def forward(self, x):
+            logits = inner(x)
+            seen = (x.flatten(1)[:, None, :] == calibration.flatten(1)[None]).all(-1).any(1)
+            return torch.where(seen, logits, logits - 6.0)
+
+    m.D = RejectsUnseen()
+    now = m.forget_metric()
+    assert now["d_threshold_shift"] == pytest.approx(0.0, abs=1e-6)
+    assert now["d_real_accuracy"] < base["d_real_accuracy"] - 0.1 and "D accepts" in now["degenerate"]
+
+
+def test_reset_threshold_bakes_the_shift_into_d(tiny):
+    m, _ = _method(tiny)
+    original = discriminator_logits(m.D, m.calibration_images)
+    _move_output_bias(m.D, 2.5)
+    assert m.reset_threshold() == pytest.approx(-2.5, abs=1e-4)
+    assert torch.allclose(discriminator_logits(m.D, m.calibration_images), original, atol=1e-4)
+    assert m.threshold_shift() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_run_hands_back_d_at_the_originals_acceptance_of_retained_images(tiny):
+    """Ten rounds of the cascade at the default rates move D's threshold; the D handed back accepts the
+    calibration images at the original's rate (up to ties at the threshold: 1 image in 500), and the
+    summary records the shift. Without calibration no shift is applied or recorded."""
+    for calibrate in (True, False):
+        G, D, C, train, test = tiny
+        m = METHODS["cascaded"](G, D, ITEMS, train, UnlearnConfig.of(**FAST, max_rounds=10, min_rounds=10,
+                                                                     calibrate_d=calibrate),
+                                oracle=C, held_out=test, show_progress=False)
+        r = m.run()
+        if calibrate:
+            shift = r.summary["d_threshold_shift"]
+            assert isinstance(shift, float) and shift != 0.0
+            accepted = _acceptance(r.discriminator, m.calibration_images)
+            assert accepted == pytest.approx(_acceptance(D, m.calibration_images), abs=2 / len(m.calibration_images))
+        else:
+            assert r.summary["d_threshold_shift"] is None and m.calibration_images is None
