@@ -185,29 +185,25 @@ class GANUnlearningMethod:
         out["satisfied"] = reached and not degenerate
         return out
 
-    def _calibration_quantile(self) -> float:
-        """D's logit at the calibration images' quantile where the original D's threshold fell."""
-        logits = discriminator_logits(self.D, self.calibration_images, self.device, self.precision)
-        return torch.quantile(logits, self.calibration_level).item()
+    def _calibration_median(self) -> float:
+        return discriminator_logits(self.D, self.calibration_images, self.device, self.precision).median().item()
 
     def set_threshold_reference(self) -> None:
-        """Where the original D puts its decision threshold among the calibration images: the share it rejects,
-        and its logit at that quantile (about 0, the threshold itself)."""
-        if self.calibration_images is None:
-            return
-        logits = discriminator_logits(self.D, self.calibration_images, self.device, self.precision)
-        self.calibration_level = (logits <= 0).float().mean().item()
-        self.threshold_logit = torch.quantile(logits, self.calibration_level).item()
+        """The original D's median logit on the calibration images: where its scores of retained training
+        images sit. A median, not the quantile at the original's threshold: a D that memorised its training
+        set accepts every one of them, and the lowest logit of a thousand is no anchor."""
+        if self.calibration_images is not None:
+            self.threshold_logit = self._calibration_median()
 
     def threshold_shift(self) -> float:
-        """What to add to D's logits so that its threshold sits among the calibration images where the
-        original's did: 0 for the original D, and for any D that only moved all its logits together. Any
-        continued GAN training moves D's threshold (fine-tuning on retained data alone moved its acceptance of
-        held-out real images from 59% to 25% on a GAN trained 300 epochs on 1,024 MNIST images), which says
-        nothing about what D learnt of the forgotten items; a shift keeps every rank."""
+        """What to add to D's logits so that its scores of retained training images sit where the original's
+        did (their median): 0 for the original D, and exactly undone for any D whose logits only moved
+        together. Any continued GAN training moves them (fine-tuning on retained data alone moved D's
+        acceptance of held-out real images from 59% to 25% on a GAN trained 300 epochs on 1,024 MNIST
+        images), which says nothing about what D learnt of the forgotten items; a shift keeps every rank."""
         if self.threshold_logit is None:
             return 0.0
-        return self.threshold_logit - self._calibration_quantile()
+        return self.threshold_logit - self._calibration_median()
 
     @torch.no_grad()
     def reset_threshold(self) -> float:
