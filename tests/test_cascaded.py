@@ -385,10 +385,11 @@ def _d_rule_always_holds(m) -> list:
 @pytest.mark.parametrize("rule", [True, False])
 def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, rule):
     """Readings say D's rule holds from the first check on and the whole rule never does: with the generator rule
-    D's weights stay exactly as they were at that check to the end of the budget; without it D trains on."""
+    D's weights stay exactly as they were at that check to the end of the budget; without it D trains on. (D
+    is handed back raw: its threshold reset would change the output bias at the end, tests/test_d_threshold.py.)"""
     G, D, C, train, test = tiny
     config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=4, max_drift=10.0,
-                              item_generator_rule=rule)
+                              item_generator_rule=rule, calibrate_d=False)
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
     at_check = _d_rule_always_holds(m)
     result = m.run()
@@ -404,10 +405,10 @@ def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, r
 def test_a_step_back_to_a_state_whose_d_had_met_its_rule_keeps_d_paused(tiny):
     """Check 1 is healthy and D's rule holds there (D pauses, the state is kept); check 2 drifts past the limit and
     steps back to check 1's state. D must stay paused: the D restored had met its rule, and training it on would
-    push the items below held-out images. So D ends exactly as it was at check 1."""
+    push the items below held-out images. So D ends exactly as it was at check 1 (handed back raw, as above)."""
     G, D, C, train, test = tiny
     config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=3, max_backoffs=1, max_drift=0.5,
-                              relative_drift=0.0, item_generator_rule=True)
+                              relative_drift=0.0, item_generator_rule=True, calibrate_d=False)
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
     at_check, drifts = _d_rule_always_holds(m), iter([0.0, 0.9, 0.0, 0.0])  # checks 1, 2 (past 0.5), 3, the end
     m.preservation_drift = lambda generator=None: next(drifts)
