@@ -177,7 +177,8 @@ def table(rows: list[dict]) -> str:
         if r["met"] and r.get("original_met"):
             met = "not shown: the original meets it too"
         seeds = f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
-        setting = f"{r['dataset']} {r['setting']}, {r['recipe_epochs']} epochs, {seeds}, {r['device']}"
+        setting = f"{r['dataset']} {r['setting']}, {r['recipe_epochs']} epochs, {seeds}, {r['device']}" + \
+            (f" (`{r['source']}`)" if r.get("source") else "")
         lines.append(f"| {r['target']} | {setting} | {r['criterion']} | {goal} | {fmt(r['cascaded'], s, d)} | {best} "
                      f"| {fmt(r.get('original'), s, d)} | {fmt(r['retrain'], s, d)} | {met} |")
     return "\n".join(lines)
