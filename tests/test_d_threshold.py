@@ -106,3 +106,17 @@ def test_a_run_hands_back_d_with_the_originals_median_logit_on_retained_images(t
             assert median == pytest.approx(discriminator_logits(D, m.calibration_images).median().item(), abs=1e-4)
         else:
             assert r.summary["d_threshold_shift"] is None and m.calibration_images is None
+
+
+def test_a_run_that_ends_unhealthy_hands_back_the_restored_d_with_the_shift_it_records(tiny):
+    """Every check drifts past the guard: three steps back, four rounds of training, then the original state is
+    restored at the end. The D handed back is then the original's, so its recorded shift must be 0 (a reset
+    baked before the restore would be overwritten while the summary still reported it: checked by mutation)."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ITEMS, train, UnlearnConfig.of(**FAST, max_rounds=10, min_rounds=2, check_every=2),
+                            oracle=C, held_out=test, show_progress=False)
+    m.preservation_drift = lambda generator=None: 99.0
+    r = m.run()
+    assert r.summary["restored_healthy_state"]["round"] == 0 and r.summary["d_threshold_shift"] == 0.0
+    for k, v in D.state_dict().items():
+        torch.testing.assert_close(r.discriminator.state_dict()[k], v, rtol=0, atol=0, msg=k)

@@ -283,7 +283,9 @@ def _item_metrics(D, train, forget_idx, held, unseen, gen_feats, gen_images, ext
            "d_accuracy": {"held_out_real": (d_held > 0.5).float().mean().item(),
                           "generated": (d_gen < 0.5).float().mean().item(),
                           "note": "share of held-out real images D calls real, and of generated images it calls "
-                                  "fake: a D that rejects everything shows here (collapse detector)"},
+                                  "fake: a D that rejects everything shows here (collapse detector); an item "
+                                  "unlearning run hands D back with its logits shifted to the original's median "
+                                  "on retained images (calibrate_d), so a shift of all logits alone does not"},
            "membership_auc_d": {"value": a, "distance_from_chance": abs(a - 0.5), "score": "discriminator",
                                 "members": "forgotten items", "non_members": "held-out test images (reporting half)"}}
     spaces = {"pixels": lambda x: x.flatten(1)}

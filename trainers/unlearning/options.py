@@ -154,10 +154,10 @@ class StoppingOptions:
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
     calibrate_d: bool = param(True, BOOL,
                               "item requests: read D's accuracy on held-out real images, and hand D back, with its "
-                              "decision threshold (output bias) reset so that it accepts as many of a fixed sample "
-                              "of retained training images as the original did; ranks, and every AUC, stay as "
-                              "they are. Plain fine-tuning on retained data moves D's raw acceptance of unseen "
-                              "images by 30 points and more on GANs that do not memorise")
+                              "logits shifted (output bias) so that their median on a fixed sample of retained "
+                              "training images is the original D's; ranks, and every AUC, stay as they are. "
+                              "Continued GAN training moves all of D's logits together, which read raw looks "
+                              "like D rejecting unseen images")
 
 
 @dataclass
