@@ -120,3 +120,51 @@ def test_a_run_that_ends_unhealthy_hands_back_the_restored_d_with_the_shift_it_r
     assert r.summary["restored_healthy_state"]["round"] == 0 and r.summary["d_threshold_shift"] == 0.0
     for k, v in D.state_dict().items():
         torch.testing.assert_close(r.discriminator.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+class _OutputRegisteredFirst(torch.nn.Module):
+    """A D whose output layer is registered before its body: the last layer registered is not the last to run."""
+
+    def __init__(self, body_out: int = 8):
+        super().__init__()
+        self.head = torch.nn.Linear(body_out, 1)
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(body_out), torch.nn.ReLU())
+
+    def forward(self, x):
+        return self.head(self.body(x)).flatten()
+
+
+def test_the_output_layer_is_the_last_layer_to_run_and_a_bias_there_shifts_every_logit(tiny):
+    """Oracle: adding b to the found layer's bias adds exactly b to every logit. The project's D gives its last
+    convolution; a D that registers its head first gives the head, not the body's linear layer."""
+    from trainers.unlearning.base import output_layer
+
+    G, D, C, train, test = tiny
+    x = train.batch(torch.arange(6))
+    for model, expected in ((D, [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)][-1]),
+                            (_OutputRegisteredFirst(), None)):
+        model.eval()
+        before = model(x).detach()
+        layer = output_layer(model, x)
+        assert layer is (expected if expected is not None else model.head)
+        with torch.no_grad():
+            layer.bias += 1.5
+        torch.testing.assert_close(model(x).detach(), before + 1.5)
+        with torch.no_grad():
+            layer.bias -= 1.5
+
+
+def test_a_d_whose_bias_cannot_carry_the_threshold_is_refused_before_any_work(tiny):
+    """A final sigmoid (the bias no longer shifts the output by itself) or an output layer without a bias: a
+    one-line UserError when the method is built, not at the end of a run; with calibrate_d=false it runs."""
+    from gan_unlearn.errors import UserError
+
+    G, D, C, train, test = tiny
+    no_bias = _OutputRegisteredFirst()
+    no_bias(train.batch(torch.arange(2)))  # materialise the lazy layer
+    no_bias.head = torch.nn.Linear(8, 1, bias=False)
+    for bad in (torch.nn.Sequential(D, torch.nn.Sigmoid()), no_bias):
+        with pytest.raises(UserError, match="calibrate_d"):
+            METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST), oracle=C, held_out=test)
+        METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST, calibrate_d=False), oracle=C,
+                            held_out=test)

@@ -66,6 +66,28 @@ class PhaseTimer:
         return sum(self.seconds.values())
 
 
+@torch.no_grad()
+def output_layer(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """The Conv2d or Linear layer whose output, only reshaped, is ``model``'s output (its logits), found by
+    running ``example`` through it: the last such layer to run, not the last registered, and checked, so that
+    a bias added there shifts every logit by exactly that much. A ``UserError`` when there is none (a final
+    activation, or no bias), before any work is done."""
+    ran = []
+    hooks = [m.register_forward_hook(lambda m, i, o: ran.append((m, o)))
+             for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        out = model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    if ran:
+        layer, last = ran[-1]
+        if layer.bias is not None and last.numel() == out.numel() and torch.equal(last.reshape(out.shape), out):
+            return layer
+    raise UserError("calibrate_d needs a discriminator whose output is its last convolution's or linear layer's, "
+                    "with a bias (it shifts D's threshold there); set calibrate_d=false")
+
+
 class GANUnlearningMethod:
     """Plain GAN training on the retained data in rounds, with the shared stopping rule and guard."""
 
@@ -98,6 +120,7 @@ class GANUnlearningMethod:
         self.forget_images = train_set.batch(self.forget_idx)
         self.held_out_images, self.match_images, self.held_out_record = None, None, None
         self.calibration_images, self.threshold_logit = None, None  # D's threshold reset (items, calibrate_d)
+        self.d_output_layer: torch.nn.Module | None = None  # the layer whose bias carries the reset
         if request.kind == "item":  # only the stopping part of the held-out split: reports use the other part
             split = held_out_split(len(held_out))
             check, match = self.held_out_parts(split["stop"])
@@ -108,6 +131,7 @@ class GANUnlearningMethod:
             if c.stopping.calibrate_d:  # retained training images that set D's decision threshold (own stream)
                 pick = torch.randperm(len(self.retain_idx), generator=stream(c.seed, "unlearn.d_calibration"))
                 self.calibration_images = train_set.batch(self.retain_idx[pick[:CALIBRATION_IMAGES]])
+                self.d_output_layer = output_layer(self.D, self._as_input(self.calibration_images[:2]))
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
         self.reference: dict | None = None  # the original models' stopping-rule readings
@@ -210,10 +234,7 @@ class GANUnlearningMethod:
         """Add the threshold shift to D's output bias (its last layer's), so the D handed back reads as the
         checks read it; returns the shift."""
         shift = self.threshold_shift()
-        last = [m for m in self.D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))][-1]
-        if last.bias is None:
-            raise UserError("calibrate_d needs a discriminator whose last layer has a bias; set calibrate_d=false")
-        last.bias += shift
+        self.d_output_layer.bias += shift
         return shift
 
     @torch.no_grad()
