@@ -61,9 +61,15 @@ VARIANTS = {
     "cascaded-uncalibrated-d": {"calibrate_d": False},
     "cascaded-equal-lr-matched-logits-uncalibrated-d": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",
                                                         "item_rule": "auc", "calibrate_d": False},
+    # class requests: no stop once the class share stops falling (before plateau_checks): the target or the budget
+    "cascaded-no-plateau": {"plateau_checks": 0},
 }
 
 
+# options that only a class request reads: a variant that sets nothing else is the default on an item request
+CLASS_ONLY_OPTIONS = {"plateau_checks", "plateau_z"}
+CLASS_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()
+                            if options and set(options) <= CLASS_ONLY_OPTIONS)
 # options that only an item request reads: a variant that sets nothing else is the default on a class request
 ITEM_ONLY_OPTIONS = {"item_d_target", "item_rule", "item_generator_rule", "calibrate_d"}
 ITEM_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()

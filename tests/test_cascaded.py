@@ -519,3 +519,45 @@ def test_the_data_spread_of_cifar_images_is_larger_than_mnists(cifar_npz, data_r
         m = METHODS["finetune"](G, D, ForgetRequest.for_items([0, 1]), data, held_out=data, config=UnlearnConfig.of(**FAST))
         spreads[name] = m.data_spread(1000)
     assert 0.25 < spreads["mnist"] < 0.42 and spreads["cifar"] > 1.3 * spreads["mnist"]
+
+
+@pytest.mark.parametrize("readings, checks, plateaued", [
+    ([(0.09, 2000), (0.07, 2000), (0.05, 2000), (0.04, 2000), (0.035, 2000)], 4, False),  # 5.5 points: 7 se
+    ([(0.03, 2000)] * 5, 4, True),  # flat
+    ([(0.03, 2000), (0.03, 2000), (0.035, 2000), (0.04, 2000), (0.045, 2000)], 4, True),  # rising
+    ([(0.03, 2000)] * 4, 4, False),  # too few readings to tell
+    ([(0.03, 2000)] * 5, 0, False),  # off
+    ([(0.05, 200)] + [(0.04, 200)] * 3 + [(0.03, 200)], 4, True),  # 2 points, 2 se = 3.9 points on 200 samples
+    ([(0.05, 2000)] + [(0.04, 2000)] * 3 + [(0.03, 2000)], 4, False),  # the same fall, 2 se = 1.2 points on 2,000
+])
+def test_the_class_share_plateaus_when_it_has_not_fallen_by_two_standard_errors(readings, checks, plateaued):
+    """Oracle: the binomial standard error of the difference of the two readings, computed by hand in the
+    comments."""
+    from trainers.unlearning.base import share_plateaued
+
+    assert share_plateaued(readings, checks, 2.0) is plateaued
+
+
+def _scripted_shares(m, shares, unhealthy_at=()):
+    """The method's checks read ``shares`` in turn (2,000 samples each, nothing degenerate); the guard finds
+    the state unhealthy at the checks numbered in ``unhealthy_at`` (1-based) and nowhere else."""
+    readings, verdicts = iter(shares), iter(range(1, 10**6))
+    m.checked_metric = lambda: {"class_share": next(readings), "degenerate": None, "satisfied": False}
+    m.health_problem = lambda metric, drift, trained=None: "scripted" if next(verdicts) in unhealthy_at else None
+
+
+@pytest.mark.parametrize("plateau_checks, unhealthy_at, rounds, reason", [
+    (4, (), 8, "class share stopped falling (4.00% 4 checks before, 3.00% now)"),  # 1 point < 2 se = 1.16
+    (0, (), 20, "step budget"),
+    # check 6 steps back: the window starts again at round 7 and holds five readings at round 11 (kept across
+    # the step back, the 4.00% of round 4 against round 9's 3.00% would stop it at round 9)
+    (4, (6,), 11, "class share stopped falling (3.00% 4 checks before, 3.00% now)"),
+])
+def test_a_class_request_stops_once_its_share_stops_falling(tiny, plateau_checks, unhealthy_at, rounds, reason):
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train, oracle=C, show_progress=False,
+                            config=UnlearnConfig.of(**dict(FAST, check_samples=2000), ema=0.0, min_rounds=1,
+                                                    check_every=1, max_rounds=20, plateau_checks=plateau_checks))
+    _scripted_shares(m, [0.09, 0.07, 0.05, 0.04] + [0.03] * 30, unhealthy_at)
+    s = m.run().summary
+    assert s["rounds"] == rounds and s["stopping_reason"].startswith(reason) and not s["forgotten"]

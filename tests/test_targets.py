@@ -137,3 +137,14 @@ def test_item_settings_keep_the_items_a_quarter_of_the_subset_at_the_base_recipe
     big = runs["cifar-items-1024"]
     assert big[big.index("--subset") + 1] == "4096" and big[big.index("--epochs") + 1] == "75"
     assert big[big.index("--dataset") + 1] == "npz:c.npz" and big[big.index("--num-items") + 1] == "1024"
+
+
+def test_a_variant_that_sets_only_class_options_is_left_out_of_item_tables():
+    """On an item request a class-only variant runs as the default; as a "best variant" it would only repeat it."""
+    result = item_result((0.01, 0.02), (0.0, 0.02), (1.2, 1.2), (10.0, 12.0), (0.8, 0.9), variant_fid_ratio=(0.9, 0.9))
+    agg = result["requests"]["item"]["aggregate"]
+    fid = {r["criterion"]: r for r in evaluate(result)}["FID (oracle) / retrain's"]
+    assert fid["best_variant"]["variant"] == "cascaded-other"
+    agg["cascaded-no-plateau"] = agg.pop("cascaded-other")
+    fid = {r["criterion"]: r for r in evaluate(result)}["FID (oracle) / retrain's"]
+    assert fid["best_variant"] is None

@@ -88,6 +88,18 @@ def output_layer(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Modu
                     "with a bias (it shifts D's threshold there); set calibrate_d=false")
 
 
+def share_plateaued(readings: list[tuple[float, int]], checks: int, z: float) -> bool:
+    """Whether the class share, read as ``(share, samples)`` at each check, has not fallen over the last ``checks``
+    checks by more than ``z`` binomial standard errors of the difference: the generator has reached its floor.
+    On MNIST a retrained GAN still shows 2.5% of its samples as the class to the oracle (its false positives),
+    and the cascade reached that level by round 110-130 of 200, then spent the rest of its budget at it."""
+    if checks <= 0 or len(readings) <= checks:
+        return False
+    (then, n0), (now, n1) = readings[-1 - checks], readings[-1]
+    se = (then * (1 - then) / n0 + now * (1 - now) / n1) ** 0.5
+    return then - now <= z * se
+
+
 class GANUnlearningMethod:
     """Plain GAN training on the retained data in rounds, with the shared stopping rule and guard."""
 
@@ -435,6 +447,7 @@ class GANUnlearningMethod:
             for _ in range(t.d_warmup):  # lets D learn the fake label before G follows its gradient
                 self.discriminator_step()
         history, reason, rounds, backoffs, d_paused, d_steps = [], "step budget", 0, 0, False, t.d_warmup
+        shares: list[tuple[float, int]] = []  # class requests: (share, samples) at each check since the last step back
         bar = progress(range(stop.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
         for r in bar:
             with self.timer("discriminator"):
@@ -464,6 +477,7 @@ class GANUnlearningMethod:
                         backoffs += 1
                         history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
                     d_paused = snapshot_paused  # the restored D: paused if it had met its rule when it was kept
+                    shares.clear()  # a step back restores an earlier state: the fall is measured anew
                     continue
                 if stop.item_generator_rule and metric.get("d_reached") and not d_paused:
                     d_paused = True  # D's rule holds: further D steps would push the items below held-out images
@@ -474,6 +488,13 @@ class GANUnlearningMethod:
                 if metric["satisfied"]:
                     reason = "forget metric reached"
                     break
+                if self.request.kind == "class" and stop.plateau_checks > 0:
+                    shares.append((metric["class_share"], stop.quick_check if metric.get("quick") else stop.check_samples))
+                    if share_plateaued(shares, stop.plateau_checks, stop.plateau_z):
+                        then = shares[-1 - stop.plateau_checks][0]
+                        reason = (f"class share stopped falling ({100 * then:.2f}% {stop.plateau_checks} checks "
+                                  f"before, {100 * metric['class_share']:.2f}% now)")
+                        break
         bar.close()
         after = self.forget_metric()
         restored = None
