@@ -561,3 +561,15 @@ def test_a_class_request_stops_once_its_share_stops_falling(tiny, plateau_checks
     _scripted_shares(m, [0.09, 0.07, 0.05, 0.04] + [0.03] * 30, unhealthy_at)
     s = m.run().summary
     assert s["rounds"] == rounds and s["stopping_reason"].startswith(reason) and not s["forgotten"]
+
+
+@pytest.mark.parametrize("items, neighbours, pool", [(8, 4, 256), (32, 4, 512), (32, 2, 256), (40, 4, 640)])
+def test_an_item_pool_holds_at_least_four_times_the_forgotten_latents(tiny, items, neighbours, pool):
+    """pool_size 256; an item request draws max(256, 4 x neighbours x items) latents, so its forgotten latents
+    (neighbours per item, some shared between items) leave at least three quarters of the pool retained."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(items)), train, oracle=C, held_out=test,
+                            config=UnlearnConfig.of(**FAST, item_neighbours=neighbours))
+    counts = m.prepare()
+    assert counts["pool_size"] == pool and counts["forgotten_latents"] == neighbours * items
+    assert pool - neighbours * items <= counts["kept_latents"] < pool and counts["kept_latents"] >= 0.75 * pool

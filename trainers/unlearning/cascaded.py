@@ -27,7 +27,8 @@ class CascadedUnlearning(GANUnlearningMethod):
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
         c, s = self.config, self.config.substitution
-        pool = LatentPool.draw(self.G0, s.pool_size, self.feature_fn, c.seed, self.device, self.precision)
+        pool_size = self.pool_size()
+        pool = LatentPool.draw(self.G0, pool_size, self.feature_fn, c.seed, self.device, self.precision)
         if self.request.kind == "class":
             forgotten, retained = class_forget_mask(pool, self.oracle, self.request.class_id, s.class_threshold)
             z_forget, forget_feats = pool.z[forgotten], pool.features[forgotten]
@@ -55,7 +56,17 @@ class CascadedUnlearning(GANUnlearningMethod):
             self.focus_on_relevant_units(z_forget)
         keep = retained.nonzero().flatten()
         self.targets = dict(z_forget=z_forget, substitutes=subs, z_keep=pool.z[keep], keep_images=pool.images[keep])
-        return {"pool_size": s.pool_size, "forgotten_latents": len(z_forget), "kept_latents": len(keep)}
+        return {"pool_size": pool_size, "forgotten_latents": len(z_forget), "kept_latents": len(keep)}
+
+    def pool_size(self) -> int:
+        """Latents drawn: ``pool_size``, and for items at least four times the forgotten latents
+        (``item_neighbours`` per item), so that forgotten latents stay a quarter of the pool at most and every
+        one keeps retained neighbours to be substituted with. 4,096 latents serve up to 256 items at 4
+        neighbours; 1,024 items would otherwise claim the whole pool."""
+        s = self.config.substitution
+        if self.request.kind != "item":
+            return s.pool_size
+        return max(s.pool_size, 4 * s.item_neighbours * len(self.forget_idx))
 
     def focus_on_relevant_units(self, z_forget: torch.Tensor) -> None:
         """Restrict generator updates to the channels most relevant to the forgotten content: relevance of
