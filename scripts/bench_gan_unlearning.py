@@ -132,6 +132,12 @@ def summary_table(agg: dict, kind: str) -> str:
     return table(header, rows)
 
 
+def variants_for(variants: dict, kind: str) -> dict:
+    """The variants that differ from the default on a ``kind`` request (the others would repeat its run)."""
+    same = CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS
+    return {name: options for name, options in variants.items() if name not in same}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="../shared/datasets")
@@ -185,7 +191,8 @@ def main() -> None:
                 name, request = f"items{args.num_items}", ForgetRequest.for_items(items)
             settings = EvalSettings(samples=args.samples, seed=seed, judge=str(judge["path"]),
                                     downstream_samples=args.downstream_samples)
-            r = run_request(sdir, name, request, gan["path"], oracle["path"], args.data_root, variants=variants,
+            r = run_request(sdir, name, request, gan["path"], oracle["path"], args.data_root,
+                            variants=variants_for(variants, kind),
                             settings=settings, seed=seed, fresh=args.fresh, quiet=args.quiet, device=args.device)
             r["original_gan"] = gan
             per_seed.append(r)

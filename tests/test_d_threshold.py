@@ -154,16 +154,25 @@ def test_the_output_layer_is_the_last_layer_to_run_and_a_bias_there_shifts_every
             layer.bias -= 1.5
 
 
+class _DoubledInPlace(torch.nn.Module):
+    """Doubles its input in place: after the output layer, it changes that layer's output tensor itself."""
+
+    def forward(self, x):
+        return x.mul_(2.0)
+
+
 def test_a_d_whose_bias_cannot_carry_the_threshold_is_refused_before_any_work(tiny):
-    """A final sigmoid (the bias no longer shifts the output by itself) or an output layer without a bias: a
-    one-line UserError when the method is built, not at the end of a run; with calibrate_d=false it runs."""
+    """A final sigmoid or an in-place scaling (the bias no longer shifts the output by itself; the in-place one
+    also rewrites the output layer's own output, so it is caught only on a copy of it) or an output layer
+    without a bias: a
+    one-line UserError when the method is built, not at the end of a run; with calibrate_d=false it is built."""
     from gan_unlearn.errors import UserError
 
     G, D, C, train, test = tiny
     no_bias = _OutputRegisteredFirst()
     no_bias(train.batch(torch.arange(2)))  # materialise the lazy layer
     no_bias.head = torch.nn.Linear(8, 1, bias=False)
-    for bad in (torch.nn.Sequential(D, torch.nn.Sigmoid()), no_bias):
+    for bad in (torch.nn.Sequential(D, torch.nn.Sigmoid()), no_bias, torch.nn.Sequential(D, _DoubledInPlace())):
         with pytest.raises(UserError, match="calibrate_d"):
             METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST), oracle=C, held_out=test)
         METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST, calibrate_d=False), oracle=C,

@@ -148,3 +148,11 @@ def test_a_variant_that_sets_only_class_options_is_left_out_of_item_tables():
     agg["cascaded-no-plateau"] = agg.pop("cascaded-other")
     fid = {r["criterion"]: r for r in evaluate(result)}["FID (oracle) / retrain's"]
     assert fid["best_variant"] is None
+
+
+def test_the_bench_runs_a_variant_only_where_it_differs_from_the_default():
+    from bench_gan_unlearning import VARIANTS, variants_for
+
+    chosen = {k: VARIANTS[k] for k in ("cascaded", "cascaded-no-plateau", "cascaded-auc-stop", "cascaded-equal-lr")}
+    assert list(variants_for(chosen, "class")) == ["cascaded", "cascaded-no-plateau", "cascaded-equal-lr"]
+    assert list(variants_for(chosen, "item")) == ["cascaded", "cascaded-auc-stop", "cascaded-equal-lr"]

@@ -509,7 +509,9 @@ def unlearn_cmd(gan_path, forget_class, forget_items, oracle_path, method, subst
                                  data_root=data_root, download=download, device=device, show_progress=not quiet,
                                  secret=secret, write_summary=True)
     say(_runtime_line(summary))
-    verdict = "forgot" if summary.get("forgotten") else "did NOT reach the forget target for"
+    verdict = "forgot" if summary.get("forgotten") else \
+        "reached its floor above the forget target for" if summary.get("plateaued") else \
+        "did NOT reach the forget target for"
     click.echo(f"{method}: {verdict} {request} in {summary['seconds']:.2f} s ({summary['rounds']} rounds, "
                f"{summary['stopping_reason']}); before {_fmt(summary['before'])}, after {_fmt(summary['after'])}; "
                f"wrote {out} and {summary_path(out)}{_secret_note(summary)}")

@@ -142,12 +142,15 @@ class StoppingOptions:
                                                     "be lost (0: always the full reading)")
     forget_target: float = param(0.01, FRACTION, "a class request stops at this share of the class or less")
     plateau_checks: int = param(4, NON_NEGATIVE_COUNT,
-                                "a class request also stops once its share has not fallen significantly over this "
-                                "many checks since the last step back: the generator has reached its floor (the "
-                                "oracle's false positives, 2.5% of a retrained MNIST GAN's samples, above the 1% "
-                                "target) (0: only the target or the budget stops it)")
+                                "a class request also stops once its share (full readings, since the last step "
+                                "back) has not fallen significantly over this many checks, at the earliest after "
+                                "this many + 1 readings (round 50 by default): the generator has reached its floor "
+                                "(the oracle's false positives, 2.5% of a retrained MNIST GAN's samples, above the "
+                                "1% target) (0: only the target or the budget stops it)")
     plateau_z: float = param(2.0, NON_NEGATIVE, "what counts as a significant fall for plateau_checks: more than "
-                                                "this many binomial standard errors of the difference")
+                                                "this many binomial standard errors of the difference, counted as "
+                                                "if the readings were independent (they share latents: a practical "
+                                                "threshold)")
     held_out: int = param(1000, COUNT, "held-out test images of an item request's check")
     item_rule: str = param("mean", Range(choices=ITEM_RULES),
                            "item requests stop when D's mean score on the items is at most its mean on held-out "
