@@ -132,10 +132,14 @@ def summary_table(agg: dict, kind: str) -> str:
     return table(header, rows)
 
 
+def same_as_default(kind: str) -> tuple:
+    """The variants that run as the default on a ``kind`` request: they set only the other kind's options."""
+    return CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS
+
+
 def variants_for(variants: dict, kind: str) -> dict:
     """The variants that differ from the default on a ``kind`` request (the others would repeat its run)."""
-    same = CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS
-    return {name: options for name, options in variants.items() if name not in same}
+    return {name: options for name, options in variants.items() if name not in same_as_default(kind)}
 
 
 def main() -> None:

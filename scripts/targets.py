@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench_gan_unlearning import CLASS_ONLY_VARIANTS, ITEM_ONLY_VARIANTS
+from bench_gan_unlearning import same_as_default
 from benchlib import mean_sd
 
 
@@ -134,7 +134,7 @@ def evaluate(result: dict, source: str = "") -> list[dict]:
         agg = result["requests"][kind]["aggregate"]
         for c in criteria:
             stats = {m: c.read(agg[m], agg) for m in agg if m.startswith("cascaded") and
-                     m not in (CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS)}
+                     m not in same_as_default(kind)}
             default = stats.pop("cascaded", None)
             original = c.read(agg["original"], agg) if c.forgetting and "original" in agg else None
             rows.append({"target": target, "criterion": c.label, "threshold": c.threshold, "at_most": c.at_most,

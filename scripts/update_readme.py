@@ -244,7 +244,8 @@ READING = """What the targets table says (measured 2026-12-01 and 2026-12-02; th
   floor. Stopping once the share has not fallen by two standard errors over four checks, MNIST class takes
   30 ± 8 s instead of 46 ± 17 s (13x against 9x retrain's 360 s), stopping at rounds 80 to 130, at the same
   quality: FID 0.91x/0.94x against 0.90x/0.93x, the judge's forget rate 0.33 points below retrain's against
-  0.58 (one seed reached the 1% target at round 100 and stops at round 80 now, at 1.25%). On the CIFAR-10
+  0.58 (one seed reached the 1% target at round 100 and stops at round 80 now, where its own check, the
+  oracle on the check's latents, read 1.25%). On the CIFAR-10
   subset every cascaded run, with or without it, ends degenerate (classes 1 and 9 below half their share) and
   returns the state of round 20 or 70, so the output is identical and only the time differs: 28 s against 61
   s (3x against 1x; retraining takes 68 s there).
