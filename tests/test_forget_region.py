@@ -53,6 +53,32 @@ def test_a_latent_in_the_forgotten_class_region_maps_to_the_nearest_retained_poo
     assert not region.contains(subs.flatten(1)[:, :1]).any()  # every substitute shows retained content
 
 
+class _UnsureOracle(_SignOracle):
+    """As _SignOracle over three classes, never above 0.4 for any: the weak oracle of a blurry generator."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(1, 3)
+        with torch.no_grad():  # softmax of (x, -x, 0) / 20: the top class below 0.4 for every |x| < 4
+            self.head.weight.copy_(torch.tensor([[0.05], [-0.05], [0.0]]))
+            self.head.bias.zero_()
+
+
+def test_by_default_a_latent_shows_the_class_the_oracle_predicts_however_unsure_it_is():
+    pool, oracle = _pool(), _UnsureOracle()
+    probs = torch.softmax(oracle.head(pool.features), 1)
+    assert probs.max() < 0.4 and (probs.argmax(1) == 0).any()
+    assert not class_forget_mask(pool, oracle, 0, 0.5)[0].any()  # a fixed 0.5 finds nothing to forget
+    default = UnlearnConfig().substitution.class_threshold
+    forgotten, retained = class_forget_mask(pool, oracle, 0, default)
+    assert torch.equal(forgotten, pool.z[:, 0] > 0) and torch.equal(retained, ~forgotten)  # the predicted class
+    region = ForgetRegion.for_class(pool, retained, oracle, 0, default)
+    fresh = _pool(50, seed=1)
+    assert torch.equal(region.contains(fresh.features), fresh.z[:, 0] > 0)  # the same rule beyond the pool
+
+
 def test_the_item_region_is_the_pools_neighbour_rule_extended_to_any_latent():
     pool = _pool(300)
     items = pool.features[:5] + 0.01  # forgotten items next to five pool samples
