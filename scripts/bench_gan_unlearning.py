@@ -63,9 +63,11 @@ VARIANTS = {
                                                         "item_rule": "auc", "calibrate_d": False},
     # class requests: no stop once the class share stops falling (before plateau_checks): the target or the budget
     "cascaded-no-plateau": {"plateau_checks": 0},
-    # class requests: forgotten latents where the oracle gives the class above 0.5 (the default before: on a
-    # CIFAR-10 GAN that found 1 of 4,096 pool latents where the oracle predicted the class for 4%)
-    "cascaded-probability-0.5": {"class_threshold": 0.5},
+    # class requests: which pool latents show the class. The default takes the oracle's probability above 0.5,
+    # or its predicted class where 0.5 keeps fewer than half of those (an unsure oracle: on a CIFAR-10 GAN 0.5
+    # found 1 of 4,096 latents where the oracle predicted the class for 4%). These are the two rules alone.
+    "cascaded-probability-0.5": {"class_fallback": 0.0},
+    "cascaded-predicted-class": {"class_threshold": 0.0},
     # substitution and preservation alone: on a 5-epoch CIFAR-10 GAN the adversarial loss against a D trained on
     # moved the generator past the drift guard within 10 rounds and raised the class's share
     "cascaded-no-adversarial": {"lambda_adv": 0.0, "lambda_adv_forget": 0.0},
@@ -73,7 +75,7 @@ VARIANTS = {
 
 
 # options that only a class request reads: a variant that sets nothing else is the default on an item request
-CLASS_ONLY_OPTIONS = {"plateau_checks", "plateau_z", "class_threshold"}
+CLASS_ONLY_OPTIONS = {"plateau_checks", "plateau_z", "class_threshold", "class_fallback"}
 CLASS_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()
                             if options and set(options) <= CLASS_ONLY_OPTIONS)
 # options that only an item request reads: a variant that sets nothing else is the default on a class request

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from gan_unlearn.checkpoint import load_checkpoint, restore_model
 from gan_unlearn.data import load_dataset
 from gan_unlearn.forget import ForgetRequest
-from trainers.latents import ForgetRegion, LatentPool, class_forget_mask, item_forget_latents
+from trainers.latents import ForgetRegion, LatentPool, class_forget_mask, class_threshold_for, item_forget_latents
 from trainers.unlearning import CascadedUnlearning, UnlearnConfig
 
 from .test_cascaded import FAST
@@ -66,17 +66,22 @@ class _UnsureOracle(_SignOracle):
             self.head.bias.zero_()
 
 
-def test_by_default_a_latent_shows_the_class_the_oracle_predicts_however_unsure_it_is():
-    pool, oracle = _pool(), _UnsureOracle()
-    probs = torch.softmax(oracle.head(pool.features), 1)
+def test_an_unsure_oracle_marks_its_predicted_class_and_a_sure_one_its_probability_above_one_half():
+    pool, unsure, sure = _pool(), _UnsureOracle(), _SignOracle()
+    probs = torch.softmax(unsure.head(pool.features), 1)
     assert probs.max() < 0.4 and (probs.argmax(1) == 0).any()
-    assert not class_forget_mask(pool, oracle, 0, 0.5)[0].any()  # a fixed 0.5 finds nothing to forget
-    default = UnlearnConfig().substitution.class_threshold
-    forgotten, retained = class_forget_mask(pool, oracle, 0, default)
+    assert not class_forget_mask(pool, unsure, 0, 0.5)[0].any()  # a fixed 0.5 finds nothing to forget
+    s = UnlearnConfig().substitution
+    threshold = class_threshold_for(pool, unsure, 0, s.class_threshold, s.class_fallback)
+    assert threshold == 0.0
+    assert class_threshold_for(pool, unsure, 0, s.class_threshold, 0.0) == 0.5  # no fallback: 0.5 whatever it finds
+    forgotten, retained = class_forget_mask(pool, unsure, 0, threshold)
     assert torch.equal(forgotten, pool.z[:, 0] > 0) and torch.equal(retained, ~forgotten)  # the predicted class
-    region = ForgetRegion.for_class(pool, retained, oracle, 0, default)
+    region = ForgetRegion.for_class(pool, retained, unsure, 0, threshold)
     fresh = _pool(50, seed=1)
     assert torch.equal(region.contains(fresh.features), fresh.z[:, 0] > 0)  # the same rule beyond the pool
+    # the sure oracle's 0.5 keeps all but the boundary's few latents of its predicted class: 0.5 stays
+    assert class_threshold_for(pool, sure, 0, s.class_threshold, s.class_fallback) == 0.5
 
 
 def test_the_item_region_is_the_pools_neighbour_rule_extended_to_any_latent():
@@ -122,7 +127,7 @@ def test_fresh_latents_in_the_region_are_pulled_to_substitutes_and_the_rest_to_t
     mean[torch.bincount(probs.argmax(1), minlength=probs.shape[1]) == len(z)] = -1
     cls = int(mean.argmax())
     threshold = probs[:, cls].median().item()
-    config = UnlearnConfig.of(**FAST, fresh=True, class_threshold=threshold)
+    config = UnlearnConfig.of(**FAST, fresh=True, class_threshold=threshold, class_fallback=0.0)
     u = CascadedUnlearning(G, D, ForgetRequest.for_class(cls), train, config, oracle=C)
     u.prepare()
     inside = probs[:, cls] > threshold
@@ -143,3 +148,28 @@ def test_fresh_latents_in_the_region_are_pulled_to_substitutes_and_the_rest_to_t
                                UnlearnConfig.of(**FAST, class_threshold=threshold), oracle=C)
     plain.prepare()
     assert plain.region is None and plain.fresh_targets_loss(z, reference, F.mse_loss).item() == 0.0
+
+
+def test_the_cascade_falls_back_to_the_predicted_class_where_its_threshold_keeps_too_few(tiny_models):
+    import copy
+
+    G, D, C, train = tiny_models
+    # the tiny oracle calls every blob of the tiny GAN its top class, at about 0.2: an unsure oracle. Shift the
+    # runner-up's bias by the median logit gap so that it is predicted for half the samples, still below 0.5.
+    with torch.no_grad():
+        logits = C.eval()(G.eval()(G.sample_latents(4096, torch.Generator().manual_seed(7))))
+        top, second = logits.mean(0).topk(2).indices.tolist()
+        oracle = copy.deepcopy(C)
+        oracle.head.bias[second] += (logits[:, top] - logits[:, second]).median()
+        assert torch.softmax(oracle(G(G.sample_latents(512, torch.Generator().manual_seed(8)))), 1).max() < 0.5
+    counts = {}
+    for fallback in (0.5, 0.0):
+        config = UnlearnConfig.of(**FAST, class_fallback=fallback)  # class_threshold: the default 0.5
+        counts[fallback] = CascadedUnlearning(G, D, ForgetRequest.for_class(second), train, config,
+                                              oracle=oracle).prepare()
+    fell_back, fixed = counts[0.5], counts[0.0]
+    assert fell_back["class_threshold_used"] == 0.0 and fixed["class_threshold_used"] == 0.5
+    assert fixed["forgotten_latents"] == 0  # 0.5 finds nothing of the class to forget
+    # the predicted class splits the pool into forgotten and retained, about half each
+    assert fell_back["forgotten_latents"] + fell_back["kept_latents"] == fell_back["pool_size"]
+    assert 0.3 < fell_back["forgotten_latents"] / fell_back["pool_size"] < 0.7

@@ -117,8 +117,11 @@ class SubstitutionOptions:
     kind: str = param("nearest-latent", Range(choices=tuple(SUBSTITUTIONS)), "substitute for forgotten latents")
     pool_size: int = param(4096, COUNT, "latents drawn to find the forgotten ones (items: at least 4 x "
                                         "item_neighbours per item, so they stay a quarter of the pool at most)")
-    class_threshold: float = param(0.0, FRACTION, "oracle probability above which a latent shows the class (0: the "
+    class_threshold: float = param(0.5, FRACTION, "oracle probability above which a latent shows the class (0: the "
                                                   "oracle's predicted class, as the forget rate counts)")
+    class_fallback: float = param(0.5, FRACTION, "where class_threshold keeps fewer than this share of the latents "
+                                                 "the oracle predicts as the class (an unsure oracle), the "
+                                                 "predicted class (0: never)")
     item_neighbours: int = param(4, COUNT, "pool latents per forgotten item (nearest in feature space)")
     invert_steps: int = param(0, NON_NEGATIVE_COUNT, "steps of latent inversion of forgotten items (0: none)")
     invert_lr: float = param(0.05, POSITIVE, "learning rate of latent inversion")
