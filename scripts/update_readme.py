@@ -96,7 +96,24 @@ CAPTIONS = {
     "bench_gan_cifar_plateau_cpu.json": "The same comparison on the CIFAR-10 subset (new originals, oracle and judge "
                                         "of the same recipe; 2 AMD EPYC cores, bf16). Code of da27fc9, whose "
                                         "review changes (full readings only, the output layer's copy) leave "
-                                        "a default run as it was.",
+                                        "a default run as it was. Its forgotten latents came from the 0.5 rule, "
+                                        "which found 0 to 7 of them here: the default before 3638202 (next run).",
+    "bench_gan_full_predicted_class_cpu.json": "Which pool latents a class request forgets, made at f9e9b1f, whose "
+                                                "default (`cascaded` here) took the oracle's predicted class. That is "
+                                                "`cascaded-predicted-class` now: on MNIST the default since 3638202 "
+                                                "keeps the 0.5 rule (it keeps 344-375 of the 374-397 latents the "
+                                                "oracle predicts as the class), i.e. `cascaded-probability-0.5` "
+                                                "here, whose generators are bit for bit the plateau run's default's "
+                                                "above (seed 0 checked again with 3638202's code). "
+                                                "`cascaded-no-adversarial` drops both adversarial losses (with the "
+                                                "predicted-class rule). Same originals and retrains as the plateau "
+                                                "run; 2 AMD EPYC cores, bf16.",
+    "bench_gan_cifar_predicted_class_cpu.json": "The same comparison on the CIFAR-10 subset (made at f9e9b1f). Here the "
+                                                "0.5 rule (`cascaded-probability-0.5`, the default before) found 0 to "
+                                                "7 pool latents where the oracle predicted the class for 179-242, so "
+                                                "the default since 3638202 falls back to the predicted class: "
+                                                "`cascaded` here, whose seed-0 generator 3638202's code reproduces "
+                                                "bit for bit. Same originals and retrains as the plateau run.",
     "bench_gan_cifar_items_cpu.json": "64 items of the CIFAR-10 subset in the full setting (the class run's "
                                       "originals), with D's threshold reset (default since 5c81a0c); retrain's "
                                       "times are those of the run below.",
@@ -336,6 +353,7 @@ def main() -> None:
                 ("bench_gan_full_guard_cpu.json", gan_section),
                 ("bench_gan_full_average_guard_cpu.json", gan_section),
                 ("bench_gan_full_plateau_cpu.json", gan_section),
+                ("bench_gan_full_predicted_class_cpu.json", gan_section),
                 ("bench_gan_memorising_cuda.json", gan_section), ("bench_gan_memorising_cpu.json", gan_section),
                 ("bench_gan_memorising_logits_cpu.json", gan_section),
                 ("bench_gan_memorising_logits_rule_cpu.json", gan_section),
@@ -345,6 +363,7 @@ def main() -> None:
                 ("bench_gan_memorising_256_cpu.json", gan_section),
                 ("bench_gan_cifar_cpu.json", gan_section),
                 ("bench_gan_cifar_plateau_cpu.json", gan_section),
+                ("bench_gan_cifar_predicted_class_cpu.json", gan_section),
                 ("bench_gan_cifar_items_cpu.json", gan_section),
                 ("bench_gan_cifar_items_uncalibrated_cpu.json", gan_section),
                 ("bench_speedup.json", speedup_section),
