@@ -65,7 +65,8 @@ VARIANTS = {
     "cascaded-no-plateau": {"plateau_checks": 0},
     # class requests: which pool latents show the class. The default takes the oracle's probability above 0.5,
     # or its predicted class where 0.5 keeps fewer than half of those (an unsure oracle: on a CIFAR-10 GAN 0.5
-    # found 1 of 4,096 latents where the oracle predicted the class for 4%). These are the two rules alone.
+    # found 1 of 4,096 latents where the oracle predicted the class for 4%). These are the two rules alone; which
+    # of them repeats the default depends on the oracle (MNIST: 0.5, the CIFAR-10 subset: predicted class).
     "cascaded-probability-0.5": {"class_fallback": 0.0},
     "cascaded-predicted-class": {"class_threshold": 0.0},
     # substitution and preservation alone: on a 5-epoch CIFAR-10 GAN the adversarial loss against a D trained on

@@ -53,17 +53,19 @@ def shows_class(probs: torch.Tensor, class_id: int, threshold: float) -> torch.T
 
 def class_threshold_for(pool: LatentPool, oracle, class_id: int, threshold: float, fallback: float) -> float:
     """The threshold a class request uses: ``threshold``, unless it keeps fewer than ``fallback`` of the pool
-    latents the oracle predicts as the class, then 0 (the predicted class), unless that is every latent. An
-    unsure oracle is the reason: a 5-epoch CIFAR-10 GAN's samples rarely give its oracle 0.5 for any class (1
-    of 4,096 pool latents passed where it predicted the class for 4%), while on MNIST 0.5 keeps 92% of them and
-    measured better than the predicted class (the extra, ambiguous latents let one seed's share stall at 8%)."""
+    latents the oracle predicts as the class, then 0 (the predicted class), provided those are at most half the
+    pool (else too few retained latents are left to substitute with). An unsure oracle is the reason: a 5-epoch
+    CIFAR-10 GAN's samples rarely give its oracle 0.5 for any class (1 of 4,096 pool latents passed where it
+    predicted the class for 4%), so substitution had nothing to do; on MNIST 0.5 keeps 92% of them, and the
+    predicted class alone measured worse there (one seed's share stalled at 8% with it)."""
     if threshold <= 0 or fallback <= 0:
         return threshold
     probs = head_probabilities(oracle.head, pool.features).cpu()
-    predicted = int(shows_class(probs, class_id, 0.0).sum())
-    if predicted == len(probs):  # a generator that shows nothing else has no retained latent to substitute
+    predicted = shows_class(probs, class_id, 0.0)
+    if 2 * int(predicted.sum()) > len(probs):
         return threshold
-    return 0.0 if int(shows_class(probs, class_id, threshold).sum()) < fallback * predicted else threshold
+    kept = int((shows_class(probs, class_id, threshold) & predicted).sum())
+    return 0.0 if kept < fallback * int(predicted.sum()) else threshold
 
 
 def class_forget_mask(pool: LatentPool, oracle, class_id: int, threshold: float) -> tuple:

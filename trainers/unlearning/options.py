@@ -121,7 +121,7 @@ class SubstitutionOptions:
                                                   "oracle's predicted class, as the forget rate counts)")
     class_fallback: float = param(0.5, FRACTION, "where class_threshold keeps fewer than this share of the latents "
                                                  "the oracle predicts as the class (an unsure oracle), the "
-                                                 "predicted class (0: never)")
+                                                 "predicted class, if it is at most half the pool (0: never)")
     item_neighbours: int = param(4, COUNT, "pool latents per forgotten item (nearest in feature space)")
     invert_steps: int = param(0, NON_NEGATIVE_COUNT, "steps of latent inversion of forgotten items (0: none)")
     invert_lr: float = param(0.05, POSITIVE, "learning rate of latent inversion")
