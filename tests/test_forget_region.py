@@ -1,6 +1,8 @@
 """The forgotten region (substitution for any latent, not only the pool's): tiny constructed cases whose answer
 is known, and the cascade's fresh-latent loss against a brute-force computation on the tiny trained models."""
 
+import copy
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -53,6 +55,19 @@ def test_a_latent_in_the_forgotten_class_region_maps_to_the_nearest_retained_poo
     assert not region.contains(subs.flatten(1)[:, :1]).any()  # every substitute shows retained content
 
 
+class _UnsureOracle(_SignOracle):
+    """As _SignOracle over three classes, never above 0.4 for any: the weak oracle of a blurry generator."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(1, 3)
+        with torch.no_grad():  # softmax of (x, -x, 0) / 20: the top class below 0.4 for every |x| < 4
+            self.head.weight.copy_(torch.tensor([[0.05], [-0.05], [0.0]]))
+            self.head.bias.zero_()
+
+
 class _ScaledOracle(_SignOracle):
     """Three classes, logits (w x, -w x, 0): class 0 is predicted for x > 0 and above 0.5 only where
     sinh(w x) > 1/2, i.e. for 63% of the positive pixels of a standard normal at w = 1, 34% at w = 1/2."""
@@ -92,19 +107,6 @@ def test_the_fallback_reads_the_share_of_the_predicted_class_that_the_threshold_
         shifted.head.bias[0] = 0.5
     assert (torch.softmax(shifted.head(pool.features), 1).argmax(1) == 0).float().mean() > 0.5
     assert class_threshold_for(pool, shifted, 0, 0.5, 0.5) == 0.5
-
-
-class _UnsureOracle(_SignOracle):
-    """As _SignOracle over three classes, never above 0.4 for any: the weak oracle of a blurry generator."""
-
-    num_classes = 3
-
-    def __init__(self):
-        super().__init__()
-        self.head = torch.nn.Linear(1, 3)
-        with torch.no_grad():  # softmax of (x, -x, 0) / 20: the top class below 0.4 for every |x| < 4
-            self.head.weight.copy_(torch.tensor([[0.05], [-0.05], [0.0]]))
-            self.head.bias.zero_()
 
 
 def test_an_unsure_oracle_marks_its_predicted_class_and_a_sure_one_its_probability_above_one_half():
@@ -192,8 +194,6 @@ def test_fresh_latents_in_the_region_are_pulled_to_substitutes_and_the_rest_to_t
 
 
 def test_the_cascade_falls_back_to_the_predicted_class_where_its_threshold_keeps_too_few(tiny_models):
-    import copy
-
     G, D, C, train = tiny_models
     # the tiny oracle calls every blob of the tiny GAN its top class, at about 0.2: an unsure oracle. Shift the
     # runner-up's bias by the 40th percentile of the logit gap: it is predicted for 40% of samples, below 0.5.

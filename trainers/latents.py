@@ -57,15 +57,16 @@ def class_threshold_for(pool: LatentPool, oracle, class_id: int, threshold: floa
     pool (else too few retained latents are left to substitute with). An unsure oracle is the reason: a 5-epoch
     CIFAR-10 GAN's samples rarely give its oracle 0.5 for any class (1 of 4,096 pool latents passed where it
     predicted the class for 4%), so substitution had nothing to do; on MNIST 0.5 keeps 92% of them, and the
-    predicted class alone measured worse there (one seed's share stalled at 8% with it)."""
+    predicted class alone measured worse there (one seed's own check read its share stalled at 8%)."""
     if threshold <= 0 or fallback <= 0:
         return threshold
     probs = head_probabilities(oracle.head, pool.features).cpu()
     predicted = shows_class(probs, class_id, 0.0)
-    if 2 * int(predicted.sum()) > len(probs):
+    n_predicted = int(predicted.sum())
+    if 2 * n_predicted > len(probs):
         return threshold
     kept = int((shows_class(probs, class_id, threshold) & predicted).sum())
-    return 0.0 if kept < fallback * int(predicted.sum()) else threshold
+    return 0.0 if kept < fallback * n_predicted else threshold
 
 
 def class_forget_mask(pool: LatentPool, oracle, class_id: int, threshold: float) -> tuple:

@@ -31,9 +31,9 @@ class CascadedUnlearning(GANUnlearningMethod):
         pool_size = self.pool_size()
         pool = LatentPool.draw(self.G0, pool_size, self.feature_fn, c.seed, self.device, self.precision)
         if self.request.kind == "class":
-            self.class_threshold = class_threshold_for(pool, self.oracle, self.request.class_id, s.class_threshold,
-                                                       s.class_fallback)
-            forgotten, retained = class_forget_mask(pool, self.oracle, self.request.class_id, self.class_threshold)
+            threshold = class_threshold_for(pool, self.oracle, self.request.class_id, s.class_threshold,
+                                            s.class_fallback)
+            forgotten, retained = class_forget_mask(pool, self.oracle, self.request.class_id, threshold)
             z_forget, forget_feats = pool.z[forgotten], pool.features[forgotten]
         else:
             item_feats = batched(self.feature_fn, self.forget_images, 1000, self.device, self.precision)
@@ -51,12 +51,9 @@ class CascadedUnlearning(GANUnlearningMethod):
             real_feats = batched(self.feature_fn, real, 1000, self.device, self.precision)
         # a generator that never shows the class leaves nothing to substitute; the fake label still applies
         subs = substitutes(s.kind, pool, retained, z_forget, forget_feats, real, real_feats) if len(z_forget) else None
-        if s.fresh and s.kind != "none" and self.request.kind == "class":
-            self.region = ForgetRegion.for_class(pool, retained, self.oracle, self.request.class_id,
-                                                 self.class_threshold)
-        elif s.fresh and s.kind != "none":
-            self.region = ForgetRegion.for_items(pool, retained, item_feats, s.item_neighbours)
-        if self.region is not None:
+        if s.fresh and s.kind != "none":
+            self.region = ForgetRegion.for_class(pool, retained, self.oracle, self.request.class_id, threshold) \
+                if self.request.kind == "class" else ForgetRegion.for_items(pool, retained, item_feats, s.item_neighbours)
             self.region.real_images, self.region.real_features = real, real_feats
         if c.cascade.focus_fraction > 0:
             self.focus_on_relevant_units(z_forget)
@@ -64,7 +61,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         self.targets = dict(z_forget=z_forget, substitutes=subs, z_keep=pool.z[keep], keep_images=pool.images[keep])
         counts = {"pool_size": pool_size, "forgotten_latents": len(z_forget), "kept_latents": len(keep)}
         if self.request.kind == "class":
-            counts["class_threshold_used"] = self.class_threshold
+            counts["class_threshold_used"] = threshold
         return counts
 
     def pool_size(self) -> int:
