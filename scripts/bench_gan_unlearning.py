@@ -57,6 +57,9 @@ VARIANTS = {
     "cascaded-equal-lr-matched-logits-generator-rule": {"lr_g": 1e-3, "lr_d": 1e-3,
                                                         "item_d_target": "held-out-logits", "item_rule": "auc",
                                                         "item_generator_rule": True},
+    # the rounds as the default (the generator moves under the fake-label D), then D alone on the logit target
+    # until its rule holds: the D handed back forgets the items' ranks, which the fake label leaves
+    "cascaded-d-finish": {"item_d_finish": 300},
     # D's threshold read and handed back raw (before calibrate_d): continued training moves it by itself
     "cascaded-uncalibrated-d": {"calibrate_d": False},
     "cascaded-equal-lr-matched-logits-uncalibrated-d": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",
@@ -80,7 +83,7 @@ CLASS_ONLY_OPTIONS = {"plateau_checks", "plateau_z", "class_threshold", "class_f
 CLASS_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()
                             if options and set(options) <= CLASS_ONLY_OPTIONS)
 # options that only an item request reads: a variant that sets nothing else is the default on a class request
-ITEM_ONLY_OPTIONS = {"item_d_target", "item_rule", "item_generator_rule", "calibrate_d"}
+ITEM_ONLY_OPTIONS = {"item_d_target", "item_rule", "item_generator_rule", "calibrate_d", "item_d_finish"}
 ITEM_ONLY_VARIANTS = tuple(name for name, options in VARIANTS.items()
                            if options and set(options) <= ITEM_ONLY_OPTIONS)
 

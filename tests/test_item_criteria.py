@@ -2,6 +2,8 @@
 images, in probabilities or in logits) against the fake label, and the rank (AUC) stopping rule against the
 mean rule, each with an oracle."""
 
+import copy
+
 import pytest
 import torch
 
@@ -253,3 +255,85 @@ def test_item_unlearning_with_matched_targets_and_the_auc_rule_ends_near_chance(
     report = test.batch(held_out_split(len(test))["report"][:1000])
     scores = lambda x: torch.sigmoid(r.discriminator(x).flatten()).detach()  # noqa: E731
     assert abs(auc(scores(train.batch(req.split(train.labels, 10)[0])), scores(report)) - 0.5) < 0.15
+
+
+def _memorising_d(D, items, unseen, steps=60):
+    """A copy of D trained to call the items real and other unseen images fake: a D that ranks its items above
+    unseen images, as a D trained long on a small set does."""
+    D = copy.deepcopy(D).train()
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss = bce(D(items[torch.randint(len(items), (16,), generator=g)]), 1.0) + \
+            bce(D(unseen[torch.randint(len(unseen), (16,), generator=g)]), 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return D.eval()
+
+
+def _finish_runs(tiny):
+    """One round of the default cascade on 32 of the tiny GAN's items, from a D that memorised them, without and
+    with the discriminator-only finish (same seed); the guard and D's acceptance limit are off, as above. D is
+    measured on the reporting half's first 1,000 images; it memorised against the next 1,000."""
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_items(range(0, 512, 16))
+    report = held_out_split(len(test))["report"]
+    items = train.batch(req.split(train.labels, 10)[0])
+    D = _memorising_d(D, items, test.batch(report[1000:2000]))
+    cfg = dict(FAST, max_rounds=1, min_rounds=5, max_real_accuracy_drop=1.0, max_drift=1.0)
+    runs = [unlearn(G, D, req, train, oracle=C, held_out=test, config=UnlearnConfig.of(**cfg, item_d_finish=n))
+            for n in (0, 300)]
+    shown = test.batch(report[:1000])
+    membership = lambda d: auc(torch.sigmoid(d(items).flatten()).detach(),  # noqa: E731
+                               torch.sigmoid(d(shown).flatten()).detach())
+    return runs, membership
+
+
+def test_the_d_finish_brings_d_to_its_rule_and_leaves_the_generator_as_the_rounds_left_it(tiny):
+    """The same seed with and without the finish: the generators handed back are identical (the finish trains D
+    alone); D without it still ranks the items above unseen images (membership AUC above 0.8, its rule far from
+    holding), D with it meets its rule and ranks them among the unseen images (within 0.15 of 1/2)."""
+    (plain, finished), membership = _finish_runs(tiny)
+    assert plain.summary["finish"] is None and not plain.summary["forgotten"]
+    assert finished.summary["finish"]["reached"] and finished.summary["finish"]["steps"] > 0
+    assert finished.summary["forgotten"]
+    g_plain, g_finished = plain.generator.state_dict(), finished.generator.state_dict()
+    assert all(torch.equal(g_plain[k], g_finished[k]) for k in g_plain)
+    assert membership(plain.discriminator) > 0.8
+    assert abs(membership(finished.discriminator) - 0.5) < 0.15
+
+
+def test_a_finish_that_costs_d_its_acceptance_of_real_images_is_undone(tiny):
+    """When a reading during the finish finds D degenerate, D (and its optimiser) go back to their state before
+    the finish, and the account says why."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
+                            UnlearnConfig.of(**FAST, item_d_finish=50, check_every=5), oracle=C, held_out=test)
+    before = {k: v.clone() for k, v in m.D.state_dict().items()}
+    readings = iter([{"d_reached": False}, {"d_reached": False, "d_degenerate": "D accepts 0% of held-out"}])
+    m.d_reading = lambda: next(readings)
+    account = m.finish()
+    assert account == {"steps": 5, "reached": False, "undone": "D accepts 0% of held-out"}
+    assert all(torch.equal(before[k], v) for k, v in m.D.state_dict().items())
+    m2 = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
+                             UnlearnConfig.of(**FAST, item_d_finish=50, check_every=5), oracle=C, held_out=test)
+    readings2 = iter([{"d_reached": False}, {"d_reached": False}])
+    m2.d_reading = lambda: next(readings2, {"d_reached": True})
+    assert m2.finish() == {"steps": 10, "reached": True, "undone": None}
+    assert not all(torch.equal(before[k], v) for k, v in m2.D.state_dict().items())  # the finish did train D
+
+
+@pytest.mark.parametrize("rounds_target", ["fake", "held-out"])
+def test_the_finish_loss_is_the_real_fake_loss_plus_the_logit_target_whatever_the_rounds_used(tiny, rounds_target):
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 64, 4)), train,
+                            UnlearnConfig.of(**FAST, item_d_target=rounds_target, item_d_finish=10, lambda_u=2.0),
+                            oracle=C, held_out=test)
+    torch.manual_seed(0)
+    batch, fake = m.discriminator_batch(), G(torch.randn(8, G.latent_dim)).detach()
+    batch.setdefault("match", m.match_images[:8])
+    with torch.no_grad():
+        base = bce(m.D(batch["real"]), 1.0) + bce(m.D(fake), 0.0)
+        extra = rank_matched_logits(m.D(batch["forgotten"]), m.D(batch["match"]))
+        assert m.finish_loss(batch, fake).item() == pytest.approx((base + 2.0 * extra).item(), rel=1e-5)

@@ -172,6 +172,11 @@ class GANUnlearningMethod:
         """The adversarial loss on fresh latents."""
         return self.config.training.lambda_adv * bce(self.D(self.G(z_fresh).float()), 1.0)
 
+    def finish(self) -> dict | None:
+        """Work after the rounds, before the final reading (timed as "finish"); returns its account for the
+        summary, or None when there is none."""
+        return None
+
     def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Indices of the stopping half's images that the item check reads, and of those a method trains on
         (None: none)."""
@@ -202,22 +207,10 @@ class GANUnlearningMethod:
                     degenerate.append(f"classes {lost} below {stop.min_class_keep:g}x their original share")
             out["shares"] = shares
         if self.request.kind == "item":
-            shift = self.threshold_shift()
-            forgotten, held = (torch.sigmoid(discriminator_logits(self.D, x, self.device, self.precision) + shift)
-                               for x in (self.forget_images, self.held_out_images))
-            if self.calibration_images is not None:
-                out["d_threshold_shift"] = round(shift, 4)
-            out.update(d_score_forgotten=forgotten.mean().item(), d_score_held_out=held.mean().item(),
-                       d_auc=auc(forgotten, held), d_real_accuracy=(held > 0.5).float().mean().item())
-            if self.reference is not None and \
-                    out["d_real_accuracy"] < self.reference["d_real_accuracy"] - stop.max_real_accuracy_drop:
-                degenerate.append(f"D accepts {100 * out['d_real_accuracy']:.0f}% of held-out real images "
-                                  f"(originally {100 * self.reference['d_real_accuracy']:.0f}%)")
-            if stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
-                reached = out["d_auc"] <= 0.5 + stop.auc_margin
-            else:
-                reached = out["d_score_forgotten"] <= out["d_score_held_out"]
-            out["d_reached"] = reached
+            out.update(self.d_reading())
+            if out.get("d_degenerate"):
+                degenerate.append(out.pop("d_degenerate"))
+            reached = out["d_reached"]
             if stop.item_generator_rule:
                 out["nn_auc"] = self.generator_membership_auc(samples or stop.check_samples)
                 reached = reached and out["nn_auc"] <= 0.5 + stop.auc_margin
@@ -225,6 +218,28 @@ class GANUnlearningMethod:
             reached = out["class_share"] <= stop.forget_target
         out["degenerate"] = "; ".join(degenerate) or None
         out["satisfied"] = reached and not degenerate
+        return out
+
+    def d_reading(self) -> dict:
+        """D's part of an item request's check: its scores of the items and of the check's held-out images (with
+        the threshold shift, if calibrated), their AUC, its acceptance of the held-out images, whether its rule
+        holds (``d_reached``) and, if it lost too much acceptance, why (``d_degenerate``)."""
+        stop, out = self.config.stopping, {}
+        shift = self.threshold_shift()
+        forgotten, held = (torch.sigmoid(discriminator_logits(self.D, x, self.device, self.precision) + shift)
+                           for x in (self.forget_images, self.held_out_images))
+        if self.calibration_images is not None:
+            out["d_threshold_shift"] = round(shift, 4)
+        out.update(d_score_forgotten=forgotten.mean().item(), d_score_held_out=held.mean().item(),
+                   d_auc=auc(forgotten, held), d_real_accuracy=(held > 0.5).float().mean().item())
+        if self.reference is not None and \
+                out["d_real_accuracy"] < self.reference["d_real_accuracy"] - stop.max_real_accuracy_drop:
+            out["d_degenerate"] = (f"D accepts {100 * out['d_real_accuracy']:.0f}% of held-out real images "
+                                   f"(originally {100 * self.reference['d_real_accuracy']:.0f}%)")
+        if stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
+            out["d_reached"] = out["d_auc"] <= 0.5 + stop.auc_margin
+        else:
+            out["d_reached"] = out["d_score_forgotten"] <= out["d_score_held_out"]
         return out
 
     def _calibration_median(self) -> float:
@@ -506,6 +521,8 @@ class GANUnlearningMethod:
                         plateaued = True
                         break
         bar.close()
+        with self.timer("finish"):
+            finished = self.finish()
         after = self.forget_metric()
         restored = None
         if history and "backoff_lr_g" in history[-1]:  # the last check stepped back: say so
@@ -523,7 +540,7 @@ class GANUnlearningMethod:
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
             "rounds": rounds, "backoffs": backoffs, "d_steps": d_steps,
             "g_steps": rounds * t.g_steps, "stopping_reason": reason, "forgotten": bool(after["satisfied"]),
-            "plateaued": plateaued,
+            "plateaued": plateaued, "finish": finished,
             "restored_healthy_state": restored, "seconds": round(self.timer.total(), 3),
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
             "before": self.reported(before), "after": self.reported(after),

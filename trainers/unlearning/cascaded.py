@@ -4,11 +4,13 @@ samples realistic and a preservation loss keeps retained latents where they were
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.nn import functional as F
 
 from gan_unlearn.relevance import unit_relevance
-from gan_unlearn.runtime import batched
+from gan_unlearn.runtime import autocast, batched
 
 from ..latents import (ForgetRegion, LatentPool, class_forget_mask, class_threshold_for, invert,
                        item_forget_latents, substitutes)
@@ -100,9 +102,11 @@ class CascadedUnlearning(GANUnlearningMethod):
             module.bias.register_hook(lambda g, m=mask: g * m)
 
     def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """With a held-out ``item_d_target``, D's targets come from the stopping half's images beyond the check's
-        (half of it at most for the check), so the check never reads an image D was matched to."""
-        if self.config.cascade.item_d_target not in MATCHED_D_LOSSES:
+        """With a held-out ``item_d_target`` (or ``item_d_finish``), D's targets come from the stopping half's
+        images beyond the check's (half of it at most for the check), so the check never reads an image D was
+        matched to."""
+        k = self.config.cascade
+        if k.item_d_target not in MATCHED_D_LOSSES and k.item_d_finish <= 0:
             return super().held_out_parts(stop)
         n = min(self.config.stopping.held_out, len(stop) // 2)
         return stop[:n], stop[n:]
@@ -111,7 +115,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         batch = super().discriminator_batch()
         k = self.config.cascade
         batch["forgotten"] = self._images(self.forget_idx[self._pick(len(self.forget_idx), k.forget_batch)])
-        if self.match_images is not None:
+        if k.item_d_target in MATCHED_D_LOSSES and self.match_images is not None:
             pick = self._pick(len(self.match_images), k.forget_batch)
             batch["match"] = self.match_images[pick]
         return batch
@@ -129,6 +133,52 @@ class CascadedUnlearning(GANUnlearningMethod):
         elif k.lambda_u > 0:
             loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
         return loss
+
+    def finish(self) -> dict | None:
+        """``item_d_finish``: discriminator-only steps after the rounds, the items matched to held-out images'
+        logits, until D's rule holds (read every ``check_every`` steps) or the steps are spent. The rounds'
+        fake label lowers a memorising D's scores of the items without changing their rank among unseen images,
+        and a D trained on the logit target throughout lets the generator stop where it was; here the generator
+        moves under the rounds' D and the D handed back then forgets the items. If D loses more acceptance of
+        held-out real images than ``max_real_accuracy_drop`` allows, D goes back to its state before the finish."""
+        k, check_every = self.config.cascade, self.config.stopping.check_every
+        if self.request.kind != "item" or k.item_d_finish <= 0:
+            return None
+        before = copy.deepcopy(self.D.state_dict()), copy.deepcopy(self.opt_d.state_dict())
+        steps, reading = 0, self.d_reading()
+        while not reading["d_reached"] and steps < k.item_d_finish:
+            for _ in range(min(check_every, k.item_d_finish - steps)):
+                self.finish_step()
+                steps += 1
+            reading = self.d_reading()
+            if reading.get("d_degenerate"):
+                self.D.load_state_dict(before[0])
+                self.opt_d.load_state_dict(before[1])
+                return {"steps": steps, "reached": False, "undone": reading["d_degenerate"]}
+        return {"steps": steps, "reached": bool(reading["d_reached"]), "undone": None}
+
+    def finish_step(self) -> None:
+        """One D step of the finish, on the output generator's samples (what is handed back)."""
+        k = self.config.cascade
+        batch = self.discriminator_batch()
+        if "match" not in batch:
+            batch["match"] = self.match_images[self._pick(len(self.match_images), k.forget_batch)]
+        z = self.G.sample_latents(self.config.training.batch_size, self.rng, self.device)
+        with autocast(self.device, self.precision):
+            with torch.no_grad():
+                fake = self.output_generator(z)
+            loss = self.finish_loss(batch, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+
+    def finish_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
+        """Retained real images -> 1, generated -> 0, the items -> the match images' logits, rank by rank (weight
+        ``lambda_u``), whatever target the rounds used."""
+        with torch.no_grad():
+            reference = self.D(batch["match"])
+        return super().discriminator_loss(batch, fake) + \
+            self.config.cascade.lambda_u * rank_matched_logits(self.D(batch["forgotten"]), reference)
 
     def generator_loss(self, z_fresh: torch.Tensor) -> torch.Tensor:
         """Adversarial loss on fresh latents + substitution (and the fake label) on forgotten latents +

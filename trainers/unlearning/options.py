@@ -101,6 +101,10 @@ class CascadeOptions:
                                "as it scores held-out real images, rank by rank: BCE against their probabilities "
                                "(held-out) or Huber distance to their logits, which keeps pulling where D scores "
                                "all unseen images near 0 (held-out-logits)")
+    item_d_finish: int = param(0, NON_NEGATIVE_COUNT,
+                               "item requests: after the rounds, up to this many discriminator-only steps in "
+                               "which the items are matched to held-out images' logits (the held-out-logits "
+                               "target) until D's rule holds, the generator left as the rounds left it (0: none)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
