@@ -163,7 +163,10 @@ def main() -> None:
     p.add_argument("--out-dir", default="runs/bench_gan")
     p.add_argument("--epochs", type=int, default=None,
                    help="recipe of the original and retrained GANs (default 25, memorising 1200)")
-    p.add_argument("--oracle-epochs", type=int, default=2)
+    p.add_argument("--oracle-epochs", type=int, default=None,
+                   help="epochs of the oracle and the judge (default: 2 on MNIST; 15 on "
+                        "CIFAR-10, where 2 epochs on the 8,068-image subset gave 47%% and 43%% test accuracy and "
+                        "15 gave 65%% and 61%%)")
     p.add_argument("--forget-class", type=int, default=3)
     p.add_argument("--num-items", type=int, default=64)
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
@@ -176,12 +179,13 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     epochs = args.epochs or (1200 if args.setting == "memorising" else 25)
+    oracle_epochs = args.oracle_epochs or (15 if "cifar" in args.dataset.lower() else 2)
     dataset = f"{args.dataset}[:{args.subset}]" if args.setting == "memorising" else args.dataset
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    oracle = ensure_oracle(args.dataset, args.data_root, out / "oracle.pt", args.oracle_epochs, 0, args.fresh,
+    oracle = ensure_oracle(args.dataset, args.data_root, out / "oracle.pt", oracle_epochs, 0, args.fresh,
                            args.quiet, args.device)
-    judge = ensure_oracle(args.dataset, args.data_root, out / "judge.pt", args.oracle_epochs, 1000, args.fresh,
+    judge = ensure_oracle(args.dataset, args.data_root, out / "judge.pt", oracle_epochs, 1000, args.fresh,
                           args.quiet, args.device, hidden=128)
     variants = {k: VARIANTS[k] for k in args.variants.split(",") if k}
     if "cascaded" not in variants:
