@@ -587,3 +587,78 @@ def test_quick_readings_never_make_a_plateau(tiny):
     _scripted_shares(m, [0.05] * 8, quick=True)
     s = m.run().summary
     assert s["rounds"] == 8 and s["stopping_reason"] == "step budget" and not s["plateaued"]
+
+
+class _NaNDiscriminator(torch.nn.Module):
+    """A D whose every score is NaN: any loss that reads it is NaN."""
+
+    def forward(self, x):
+        return torch.full((len(x), 1), float("nan"))
+
+
+def test_without_the_adversarial_losses_the_generator_loss_never_reads_d(tiny):
+    """After ``drop_adversarial`` the generator loss is the one of a run configured without adversarial weights
+    (substitution and preservation), read through a D that scores everything NaN; before it, that D poisons it."""
+    G, D, C, train, test = tiny
+    methods = [METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 64, 4)), train, oracle=C, held_out=test,
+                                   config=UnlearnConfig.of(**FAST, **options))
+               for options in ({}, {"lambda_adv": 0.0, "lambda_adv_forget": 0.0})]
+    z = G.sample_latents(16, torch.Generator().manual_seed(0))
+    for m in methods:
+        m.prepare()
+        m.D = _NaNDiscriminator()
+        with torch.no_grad():  # move G off G0 the same way in both, so that preservation has work to do
+            for p, noise in zip(m.G.parameters(), _noise_like(m.G)):
+                p.add_(noise)
+    adversarial, without = methods
+    assert adversarial.targets["substitutes"] is not None
+    state = adversarial.rng.get_state()
+    assert torch.isnan(adversarial.generator_loss(z))
+    adversarial.rng.set_state(state)
+    assert adversarial.drop_adversarial()
+    loss = adversarial.generator_loss(z)
+    assert torch.isfinite(loss) and loss > 0
+    assert loss.item() == pytest.approx(without.generator_loss(z).item(), rel=1e-6)
+
+
+def _noise_like(model):
+    g = torch.Generator().manual_seed(1)
+    return [0.05 * torch.randn(p.shape, generator=g) for p in model.parameters()]
+
+
+def _scripted_losses(m, lost_at):
+    """Checks read a 5% share; the ones numbered in ``lost_at`` (1-based) find a class lost, the drift guard
+    nothing else."""
+    verdicts = iter(range(1, 10**6))
+
+    def reading(samples=None):
+        lost = next(verdicts) in lost_at
+        return {"class_share": 0.05, "degenerate": "classes [1] below 0.5x their original share" if lost else None,
+                "satisfied": False}
+    m.checked_metric = reading
+    m.forget_metric = lambda samples=None: {"class_share": 0.05, "degenerate": None, "satisfied": False}
+    m.preservation_drift = lambda generator=None: 0.0
+    m.trained_drift = lambda: None
+
+
+@pytest.mark.parametrize("after, lost_at, off_at", [(2, (1, 3), 3), (2, (2,), None), (0, (1, 2, 3), None),
+                                                    (1, (2,), 2)])
+def test_the_adversarial_losses_go_after_the_set_number_of_step_backs_for_lost_classes(tiny, after, lost_at, off_at):
+    """Each check that finds a class lost steps back; at the ``adversarial_off_after``-th such step back the
+    generator stage goes on without its adversarial losses and D's stage stops (no D step after it), for the rest
+    of the run."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train, oracle=C, show_progress=False,
+                            config=UnlearnConfig.of(**FAST, ema=0.0, min_rounds=1, check_every=1, max_rounds=6,
+                                                    plateau_checks=0, adversarial_off_after=after))
+    _scripted_losses(m, lost_at)
+    s = m.run().summary
+    marked = [h["round"] for h in s["history"] if h.get("adversarial_off")]
+    assert marked == ([off_at] if off_at else []) and s["adversarial_off"] is bool(off_at)
+    assert s["d_steps"] == (off_at if off_at else 6)
+
+
+def test_fine_tuning_cannot_drop_its_adversarial_loss(tiny):
+    G, D, C, train, test = tiny
+    m = METHODS["finetune"](G, D, ForgetRequest.for_class(3), train, oracle=C, config=UnlearnConfig.of(**FAST))
+    assert m.drop_adversarial() is False and m.adversarial

@@ -172,6 +172,13 @@ class GANUnlearningMethod:
         """The adversarial loss on fresh latents."""
         return self.config.training.lambda_adv * bce(self.D(self.G(z_fresh).float()), 1.0)
 
+    adversarial = True  # whether the generator stage still uses its adversarial losses (``adversarial_off_after``)
+
+    def drop_adversarial(self) -> bool:
+        """Go on without the adversarial losses (``adversarial_off_after``); returns whether the method can (plain
+        fine-tuning is nothing but its adversarial loss, so it cannot)."""
+        return False
+
     def finish(self) -> dict | None:
         """Work after the rounds, before the final reading (timed as "finish"); returns its account for the
         summary, or None when there is none."""
@@ -469,7 +476,7 @@ class GANUnlearningMethod:
                 self.discriminator_step()
         history, reason, rounds, backoffs, d_paused, d_steps = [], "step budget", 0, 0, False, t.d_warmup
         shares: list[tuple[float, int]] = []  # class requests: (share, samples) at each check since the last step back
-        plateaued = False
+        plateaued, losses = False, 0  # losses: step backs for lost classes
         bar = progress(range(stop.max_rounds), desc=f"unlearn ({self.name})", enabled=self.show_progress)
         for r in bar:
             with self.timer("discriminator"):
@@ -499,6 +506,11 @@ class GANUnlearningMethod:
                         backoffs += 1
                         history[-1]["backoff_lr_g"] = self._back_off(snapshot, backoffs)
                     d_paused = snapshot_paused  # the restored D: paused if it had met its rule when it was kept
+                    if self.request.kind == "class" and metric["degenerate"] is not None:
+                        losses += 1
+                        if losses == guard.adversarial_off_after and self.drop_adversarial():
+                            history[-1]["adversarial_off"] = True
+                    d_paused = d_paused or not self.adversarial
                     shares.clear()  # a step back restores an earlier state: the fall is measured anew
                     continue
                 if stop.item_generator_rule and metric.get("d_reached") and not d_paused:
@@ -540,7 +552,7 @@ class GANUnlearningMethod:
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
             "rounds": rounds, "backoffs": backoffs, "d_steps": d_steps,
             "g_steps": rounds * t.g_steps, "stopping_reason": reason, "forgotten": bool(after["satisfied"]),
-            "plateaued": plateaued, "finish": finished,
+            "plateaued": plateaued, "finish": finished, "adversarial_off": not self.adversarial,
             "restored_healthy_state": restored, "seconds": round(self.timer.total(), 3),
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
             "before": self.reported(before), "after": self.reported(after),

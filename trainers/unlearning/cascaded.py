@@ -134,6 +134,10 @@ class CascadedUnlearning(GANUnlearningMethod):
             loss = loss + k.lambda_u * bce(self.D(batch["forgotten"]), k.fake_target)
         return loss
 
+    def drop_adversarial(self) -> bool:
+        self.adversarial = False
+        return True
+
     def finish(self) -> dict | None:
         """``item_d_finish``: discriminator-only steps after the rounds, the items matched to held-out images'
         logits, until D's rule holds (read every ``check_every`` steps) or the steps are spent. The rounds'
@@ -197,13 +201,14 @@ class CascadedUnlearning(GANUnlearningMethod):
             parts.append(t["z_keep"][i_keep].to(self.device))
         chunks = list(self.G(torch.cat(parts)).float().split([len(p) for p in parts]))  # one pass (eval-mode BN)
         fresh = chunks.pop(0)
-        loss = self.config.training.lambda_adv * bce(self.D(fresh), 1.0)
+        lambda_adv = self.config.training.lambda_adv if self.adversarial else 0.0
+        loss = lambda_adv * bce(self.D(fresh), 1.0) if lambda_adv > 0 else fresh.sum() * 0.0
         if (k.keep_fresh and k.lambda_keep > 0) or self.region is not None:
             loss = loss + self.fresh_targets_loss(z_fresh, fresh, dist)
         if use_sub:
             out = chunks.pop(0)
             loss = loss + k.lambda_sub * dist(out, t["substitutes"][i_sub].to(self.device))
-            if k.lambda_adv_forget > 0:  # forgotten latents must also pass the D that calls forgotten content fake
+            if k.lambda_adv_forget > 0 and self.adversarial:  # they must also pass the D that calls them fake
                 loss = loss + k.lambda_adv_forget * bce(self.D(out), 1.0)
         if keep_pool:
             loss = loss + k.lambda_keep * dist(chunks.pop(0), t["keep_images"][i_keep].to(self.device))

@@ -189,6 +189,12 @@ class GuardOptions:
                                                       "between two retained training images, so that it follows the "
                                                       "data's own scale (0: max_drift alone)")
     max_backoffs: int = param(3, NON_NEGATIVE_COUNT, "steps back at most")
+    adversarial_off_after: int = param(0, NON_NEGATIVE_COUNT,
+                                       "class requests: after this many step backs for lost classes, the cascade's "
+                                       "generator stage goes on without its adversarial losses (substitution and "
+                                       "preservation only) and D's stage stops: the first step back halves the "
+                                       "rates; a class lost again at half the rate is lost to the adversarial pull "
+                                       "of a D taught that the class is fake (0: never)")
     watch_trained: bool = param(True, BOOL, "with ema, also step back when the generator being trained drifts past "
                                             "the limit, not only its average (which follows it a few dozen steps "
                                             "later)")
