@@ -337,3 +337,27 @@ def test_the_finish_loss_is_the_real_fake_loss_plus_the_logit_target_whatever_th
         base = bce(m.D(batch["real"]), 1.0) + bce(m.D(fake), 0.0)
         extra = rank_matched_logits(m.D(batch["forgotten"]), m.D(batch["match"]))
         assert m.finish_loss(batch, fake).item() == pytest.approx((base + 2.0 * extra).item(), rel=1e-5)
+
+
+def test_the_finish_works_on_the_state_handed_back_after_a_step_back_at_the_end(tiny):
+    """A run that ends degenerate returns its last healthy state; the finish must train that state's D (an earlier
+    version ran it before the step back, which then threw the finished D away)."""
+    G, D, C, train, test = tiny
+    req = ForgetRequest.for_items(range(0, 512, 16))
+    D = _memorising_d(D, train.batch(req.split(train.labels, 10)[0]),
+                      test.batch(held_out_split(len(test))["report"][1000:2000]))
+    m = METHODS["cascaded"](G, D, req, train, oracle=C, held_out=test,
+                            config=UnlearnConfig.of(**FAST, min_rounds=1, check_every=2, max_rounds=3, max_backoffs=0,
+                                                    item_d_finish=5))
+    verdicts = iter([None, "scripted", "scripted"])  # round 2 healthy, round 3 and the end not
+    m.health_problem = lambda metric, drift, trained=None: next(verdicts, None)
+    loaded, seen = [], []
+    load = m._load
+    m._load = lambda snapshot: loaded.append(snapshot) or load(snapshot)
+    finish = m.finish
+    m.finish = lambda: seen.append({k: v.clone() for k, v in m.D.state_dict().items()}) or finish()
+    result = m.run()
+    assert len(loaded) == 1 and len(seen) == 1
+    assert all(torch.equal(loaded[0]["D"][k], v) for k, v in seen[0].items())  # the restored D, not the last one
+    assert result.summary["finish"]["steps"] > 0
+    assert not all(torch.equal(result.discriminator.state_dict()[k], v) for k, v in seen[0].items())

@@ -533,8 +533,6 @@ class GANUnlearningMethod:
                         plateaued = True
                         break
         bar.close()
-        with self.timer("finish"):
-            finished = self.finish()
         after = self.forget_metric()
         restored = None
         if history and "backoff_lr_g" in history[-1]:  # the last check stepped back: say so
@@ -547,6 +545,10 @@ class GANUnlearningMethod:
             self._load(snapshot)  # hand back the last state that passed the guard, never a degenerate one
             after = self.forget_metric()
             reason += f"; degenerate at the end ({restored['why']}), returned the state of round {healthy_round}"
+        with self.timer("finish"):  # on the state handed back, after any step back to a healthy one
+            finished = self.finish()
+        if finished is not None:
+            after = self.forget_metric()
         shift = self.reset_threshold() if self.threshold_logit is not None else None
         summary = {
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
