@@ -626,10 +626,10 @@ def _noise_like(model):
     return [0.05 * torch.randn(p.shape, generator=g) for p in model.parameters()]
 
 
-def _scripted_losses(m, lost_at):
-    """Checks read a 5% share; the ones numbered in ``lost_at`` (1-based) find a class lost, the drift guard
-    nothing else."""
-    verdicts = iter(range(1, 10**6))
+def _scripted_losses(m, lost_at, drifted_at=()):
+    """Checks read a 5% share; the ones numbered in ``lost_at`` (1-based) find a class lost, those in
+    ``drifted_at`` only a drift past the guard's limit."""
+    verdicts, drifts = iter(range(1, 10**6)), iter(range(1, 10**6))
 
     def reading(samples=None):
         lost = next(verdicts) in lost_at
@@ -637,13 +637,16 @@ def _scripted_losses(m, lost_at):
                 "satisfied": False}
     m.checked_metric = reading
     m.forget_metric = lambda samples=None: {"class_share": 0.05, "degenerate": None, "satisfied": False}
-    m.preservation_drift = lambda generator=None: 0.0
+    m.preservation_drift = lambda generator=None: 1.0 if next(drifts) in drifted_at else 0.0
     m.trained_drift = lambda: None
 
 
-@pytest.mark.parametrize("after, lost_at, off_at", [(2, (1, 3), 3), (2, (2,), None), (0, (1, 2, 3), None),
-                                                    (1, (2,), 2)])
-def test_the_adversarial_losses_go_after_the_set_number_of_step_backs_for_lost_classes(tiny, after, lost_at, off_at):
+@pytest.mark.parametrize("after, lost_at, drifted_at, off_at", [
+    (2, (1, 3), (), 3), (2, (2,), (), None), (0, (1, 2, 3), (), None), (1, (2,), (), 2),
+    (2, (1,), (2,), None),  # a step back for drift alone is not a lost class
+])
+def test_the_adversarial_losses_go_after_the_set_number_of_step_backs_for_lost_classes(tiny, after, lost_at,
+                                                                                        drifted_at, off_at):
     """Each check that finds a class lost steps back; at the ``adversarial_off_after``-th such step back the
     generator stage goes on without its adversarial losses and D's stage stops (no D step after it), for the rest
     of the run."""
@@ -651,7 +654,7 @@ def test_the_adversarial_losses_go_after_the_set_number_of_step_backs_for_lost_c
     m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train, oracle=C, show_progress=False,
                             config=UnlearnConfig.of(**FAST, ema=0.0, min_rounds=1, check_every=1, max_rounds=6,
                                                     plateau_checks=0, adversarial_off_after=after))
-    _scripted_losses(m, lost_at)
+    _scripted_losses(m, lost_at, drifted_at)
     s = m.run().summary
     marked = [h["round"] for h in s["history"] if h.get("adversarial_off")]
     assert marked == ([off_at] if off_at else []) and s["adversarial_off"] is bool(off_at)

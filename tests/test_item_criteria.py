@@ -311,11 +311,13 @@ def test_a_finish_that_costs_d_its_acceptance_of_real_images_is_undone(tiny):
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
                             UnlearnConfig.of(**FAST, item_d_finish=50, check_every=5), oracle=C, held_out=test)
     before = {k: v.clone() for k, v in m.D.state_dict().items()}
+    opt_before = copy.deepcopy(m.opt_d.state_dict())
     readings = iter([{"d_reached": False}, {"d_reached": False, "d_degenerate": "D accepts 0% of held-out"}])
     m.d_reading = lambda: next(readings)
     account = m.finish()
     assert account == {"steps": 5, "reached": False, "undone": "D accepts 0% of held-out"}
     assert all(torch.equal(before[k], v) for k, v in m.D.state_dict().items())
+    assert m.opt_d.state_dict()["state"] == opt_before["state"] == {}  # Adam's moments gone with the steps
     m2 = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
                              UnlearnConfig.of(**FAST, item_d_finish=50, check_every=5), oracle=C, held_out=test)
     readings2 = iter([{"d_reached": False}, {"d_reached": False}])

@@ -104,7 +104,8 @@ class CascadeOptions:
     item_d_finish: int = param(0, NON_NEGATIVE_COUNT,
                                "item requests: after the rounds, up to this many discriminator-only steps in "
                                "which the items are matched to held-out images' logits (the held-out-logits "
-                               "target) until D's rule holds, the generator left as the rounds left it (0: none)")
+                               "target) until D's rule holds, the generator left as the rounds left it (0: none; "
+                               "its steps are counted in the summary's finish, not in d_steps)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
@@ -194,7 +195,8 @@ class GuardOptions:
                                        "generator stage goes on without its adversarial losses (substitution and "
                                        "preservation only) and D's stage stops: the first step back halves the "
                                        "rates; a class lost again at half the rate is lost to the adversarial pull "
-                                       "of a D taught that the class is fake (0: never)")
+                                       "of a D taught that the class is fake (0: never; above max_backoffs it "
+                                       "cannot fire)")
     watch_trained: bool = param(True, BOOL, "with ema, also step back when the generator being trained drifts past "
                                             "the limit, not only its average (which follows it a few dozen steps "
                                             "later)")
