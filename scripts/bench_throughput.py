@@ -166,7 +166,8 @@ def main() -> None:
     runs = runs_for(caps)
     stand_in = ("this CPU has native bf16, so auto picks bf16 here; 'trainer fp32' is what auto picks on a CPU "
                 "without native bf16, measured here as its stand-in") if auto == "bf16" else None
-    ensure_oracle("mnist", args.data_root, Path(args.oracle), epochs=2, seed=0, fresh=False, quiet=True)
+    ensure_oracle("mnist", args.data_root, Path(args.oracle), epochs=2, seed=0, fresh=False, quiet=True,
+                  strict=False)
     data = load_dataset("mnist", "train", args.data_root)
     oracle = restore_model(load_checkpoint(args.oracle, kind="classifier"), "classifier").eval()
     ext = ClassifierFeatures(oracle)

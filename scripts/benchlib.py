@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -38,11 +39,21 @@ def machine(device: str = "cpu") -> dict:
 
 
 def ensure_oracle(dataset: str, data_root, path: Path, epochs: int, seed: int, fresh: bool, quiet: bool,
-                  device: str = "cpu", hidden: int = 512) -> dict:
-    """Train the oracle into ``path`` unless it exists; returns {"path", "seconds" (None if reused)}."""
+                  device: str = "cpu", hidden: int = 512, strict: bool = True) -> dict:
+    """Train the oracle into ``path`` unless it exists; returns {"path", "seconds" (None if reused)}. An existing
+    one is reused only if it was trained with the same epochs, seed and width: a folder made with other oracle
+    epochs (the CIFAR-10 default went from 2 to 15) stops with a clear error instead of judging with the old one
+    (``strict=False``: any existing one, for a timing that only needs some oracle)."""
     if path.exists() and not fresh:
+        ckpt = load_checkpoint(path)
+        made = {k: ckpt.get("config", {}).get(k) for k in ("epochs", "seed", "hidden")}
+        asked = {"epochs": epochs, "seed": seed, "hidden": hidden}
+        if strict and made != asked:
+            sys.exit(f"error: {path} was trained with {made}, this run asks for {asked}: pass the same "
+                     "--oracle-epochs, use another --out-dir, or --fresh")
         log(f"oracle: reusing {path}")
-        return {"path": path, "seconds": None, "reused": True}
+        return {"path": path, "seconds": None, "reused": True,
+                "test_accuracy": ckpt.get("metrics", {}).get("test_accuracy")}
     log(f"oracle: training {epochs} epoch(s) on {dataset}")
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
     ckpt = train_classifier(train, ClassifierConfig(epochs=epochs, seed=seed, hidden=hidden), torch.device(device), path,

@@ -85,3 +85,18 @@ def test_an_item_run_is_reused_only_with_its_secret(made, tiny_gan_ckpt, tiny_or
     finally:
         secret.write_bytes(kept)
     assert record(made, tiny_gan_ckpt, tiny_oracle_ckpt, "item") is not None
+
+
+def test_an_oracle_is_reused_only_with_the_epochs_seed_and_width_it_was_trained_with(tmp_path, tiny_oracle_ckpt,
+                                                                                      data_root):
+    """The tiny oracle was trained 2 epochs, seed 0, width 128: asked for exactly that, the benchmark reuses it;
+    asked for other epochs (or width), it stops with a one-line error and leaves the file as it was."""
+    path = tmp_path / "oracle.pt"
+    path.write_bytes(Path(tiny_oracle_ckpt).read_bytes())
+    before = file_sha256(path)
+    same = benchlib.ensure_oracle("mnist", data_root, path, 2, 0, False, True, hidden=128)
+    assert same["reused"] and same["test_accuracy"] > 0.5
+    for epochs, hidden in ((15, 128), (2, 512)):
+        with pytest.raises(SystemExit, match="was trained with"):
+            benchlib.ensure_oracle("mnist", data_root, path, epochs, 0, False, True, hidden=hidden)
+    assert file_sha256(path) == before
