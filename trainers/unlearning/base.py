@@ -421,14 +421,15 @@ class GANUnlearningMethod:
         x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
 
-    def discriminator_step(self) -> float:
+    def discriminator_step(self, batch: dict | None = None, loss_fn=None, generator=None) -> float:
+        """One D step: the rounds' batch, loss and trained generator unless given (a finish passes its own)."""
         c = self.config
-        batch = self.discriminator_batch()
+        batch = self.discriminator_batch() if batch is None else batch
         z = self.G.sample_latents(c.training.batch_size, self.rng, self.device)
         with autocast(self.device, self.precision):
             with torch.no_grad():
-                fake = self.G(z)
-            loss = self.discriminator_loss(batch, fake)
+                fake = (generator or self.G)(z)
+            loss = (loss_fn or self.discriminator_loss)(batch, fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()

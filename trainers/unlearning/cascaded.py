@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from gan_unlearn.relevance import unit_relevance
-from gan_unlearn.runtime import autocast, batched
+from gan_unlearn.runtime import batched
 
 from ..latents import (ForgetRegion, LatentPool, class_forget_mask, class_threshold_for, invert,
                        item_forget_latents, substitutes)
@@ -167,14 +167,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         batch = self.discriminator_batch()
         if "match" not in batch:
             batch["match"] = self.match_images[self._pick(len(self.match_images), k.forget_batch)]
-        z = self.G.sample_latents(self.config.training.batch_size, self.rng, self.device)
-        with autocast(self.device, self.precision):
-            with torch.no_grad():
-                fake = self.output_generator(z)
-            loss = self.finish_loss(batch, fake)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
+        self.discriminator_step(batch, self.finish_loss, self.output_generator)
 
     def finish_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
         """Retained real images -> 1, generated -> 0, the items -> the match images' logits, rank by rank (weight
