@@ -27,6 +27,7 @@ from benchlib import (ensure_gan, ensure_oracle, log, machine, mean_sd, random_i
 
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.workflows.evaluate import EvalSettings, headline
+from trainers.unlearning.options import RATES
 
 # The default cascade and the variants it is compared with (the default is the one that measured best).
 VARIANTS = {
@@ -36,8 +37,11 @@ VARIANTS = {
     "cascaded-quick-checks": {"quick_check": 500},
     "cascaded-fresh": {"substitution.fresh": True},
     "cascaded-guard-average-only": {"watch_trained": False},  # the guard before it watched the trained generator
-    # learning rates: the trained generator drifts past the guard within 10 rounds at lr_g 2e-3 on a memorising GAN
+    # learning rates: the trained generator drifts past the guard within 10 rounds at lr_g 2e-3 on a memorising GAN.
+    # Each repeats the default on one request kind (RATES): equal rates are a class request's, the item rates an
+    # item request's (and were every request's before 2026-12-04)
     "cascaded-equal-lr": {"lr_g": 1e-3, "lr_d": 1e-3},
+    "cascaded-item-rates": {"lr_g": 2e-3, "lr_d": 5e-4},
     "cascaded-fast-d": {"lr_d": 2e-3},
     # item requests: stop when the generator's samples, too, come no closer to the items than to held-out images
     "cascaded-generator-rule": {"item_generator_rule": True},
@@ -153,8 +157,11 @@ def summary_table(agg: dict, kind: str) -> str:
 
 
 def same_as_default(kind: str) -> tuple:
-    """The variants that run as the default on a ``kind`` request: they set only the other kind's options."""
-    return CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS
+    """The variants that run as the default on a ``kind`` request: they set only the other kind's options, or
+    only the learning rates, to the ``kind``'s own."""
+    own_rates = dict(zip(("lr_g", "lr_d"), RATES[kind]))
+    rates_only = tuple(name for name, options in VARIANTS.items() if options == own_rates)
+    return (CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS) + rates_only
 
 
 def variants_for(variants: dict, kind: str) -> dict:

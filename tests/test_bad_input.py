@@ -397,7 +397,7 @@ def test_every_unlearning_parameter_declares_its_range_and_help():
     for name, (valid, text) in ranges.items():
         assert text and valid.contains(params[name][2]), name  # every default lies in its own range
     help_text = run("unlearn", "--help").output
-    assert "lr_g = 0.002: > 0" in help_text and "ema = 0.97: in [0, 1)" in help_text
+    assert "lr_g = auto: > 0 or auto" in help_text and "ema = 0.97: in [0, 1)" in help_text
 
 
 def test_size_options_stop_where_the_checkpoint_bounds_do():

@@ -268,7 +268,7 @@ def test_other_refusals(tmp_path, tiny_gan_ckpt, tiny_oracle_ckpt, data_root, ci
                              "--data-root", data_root, "--out", tiny_gan_ckpt), "is the input")
     assert_clean_failure(run("unlearn", "--gan", tiny_gan_ckpt, "--forget-class", 1, "--oracle", tiny_oracle_ckpt,
                              "--set", "lr_g=fast", "--data-root", data_root, "--out", tmp_path / "u.pt"),
-                         "is not a valid float")
+                         "is not a valid number or auto")
     assert_clean_failure(run("retrain", "--gan", tiny_oracle_ckpt, "--forget-class", 1, "--data-root", data_root,
                              "--out", tmp_path / "r.pt"), "a gan checkpoint is needed")
     assert listing(tmp_path) == before
@@ -665,3 +665,33 @@ def test_fine_tuning_cannot_drop_its_adversarial_loss(tiny):
     G, D, C, train, test = tiny
     m = METHODS["finetune"](G, D, ForgetRequest.for_class(3), train, oracle=C, config=UnlearnConfig.of(**FAST))
     assert m.drop_adversarial() is False and m.adversarial
+
+
+def test_auto_learning_rates_are_the_request_kinds_and_explicit_ones_are_kept(tiny, tiny_gan_top_class):
+    G, D, C, train, test = tiny
+    by_class = ForgetRequest.for_class(tiny_gan_top_class)
+    by_items = ForgetRequest.for_items([1, 2, 3])
+
+    def rates(request, **options):
+        m = METHODS["cascaded"](G, D, request, train, UnlearnConfig.of(**FAST, **options), oracle=C, held_out=test)
+        return m, m.opt_g.param_groups[0]["lr"], m.opt_d.param_groups[0]["lr"]
+
+    m, lr_g, lr_d = rates(by_class)
+    assert (lr_g, lr_d) == (1e-3, 1e-3)
+    assert m._back_off(m._snapshot(), 1) == 5e-4 and m.opt_d.param_groups[0]["lr"] == 5e-4  # halved from the kind's
+    assert rates(by_items)[1:] == (2e-3, 5e-4)
+    assert rates(by_class, lr_g=3e-3)[1:] == (3e-3, 1e-3)  # a rate given is kept, the other stays the kind's
+    assert rates(by_items, lr_d=1e-3)[1:] == (2e-3, 1e-3)
+
+
+def test_learning_rates_take_auto_on_the_command_line():
+    from gan_unlearn.errors import UserError
+    from gan_unlearn.workflows.cli import _unlearn_epilog, parse_assignments
+
+    types = {k: v[1] for k, v in UnlearnConfig.parameters().items()}
+    assert parse_assignments(["lr_g=auto", "lr-d=2e-4"], types) == {"lr_g": None, "lr_d": 2e-4}
+    with pytest.raises(UserError, match="not a valid number or auto"):
+        parse_assignments(["lr_g=fast"], types)
+    with pytest.raises(UserError, match="not a valid float"):  # auto only where a parameter has it
+        parse_assignments(["lambda_keep=auto"], types)
+    assert "lr_g = auto: > 0 or auto" in _unlearn_epilog()

@@ -153,6 +153,8 @@ def test_a_variant_that_sets_only_class_options_is_left_out_of_item_tables():
 def test_the_bench_runs_a_variant_only_where_it_differs_from_the_default():
     from bench_gan_unlearning import VARIANTS, variants_for
 
-    chosen = {k: VARIANTS[k] for k in ("cascaded", "cascaded-no-plateau", "cascaded-auc-stop", "cascaded-equal-lr")}
-    assert list(variants_for(chosen, "class")) == ["cascaded", "cascaded-no-plateau", "cascaded-equal-lr"]
+    chosen = {k: VARIANTS[k] for k in ("cascaded", "cascaded-no-plateau", "cascaded-auc-stop", "cascaded-equal-lr",
+                                       "cascaded-item-rates")}
+    # equal rates are a class request's own, the item rates an item request's
+    assert list(variants_for(chosen, "class")) == ["cascaded", "cascaded-no-plateau", "cascaded-item-rates"]
     assert list(variants_for(chosen, "item")) == ["cascaded", "cascaded-auc-stop", "cascaded-equal-lr"]

@@ -412,7 +412,7 @@ BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false
 
 
 def parse_assignments(pairs, types: dict, what: str = "parameter") -> dict:
-    """``--set KEY=VALUE`` pairs typed by ``types`` ({key: "int" | "float" | "bool" | "str"}); the one parser
+    """``--set KEY=VALUE`` pairs typed by ``types`` ({key: "int" | "float" | "float-or-auto" | "bool" | "str"}); the one parser
     every command's ``--set`` uses. Dashes in keys read as underscores; a key given twice is an error."""
     out = {}
     for pair in pairs:
@@ -429,10 +429,13 @@ def parse_assignments(pairs, types: dict, what: str = "parameter") -> dict:
                 if value.strip().lower() not in BOOLEANS:
                     raise ValueError
                 out[key] = BOOLEANS[value.strip().lower()]
+            elif kind == "float-or-auto":
+                out[key] = None if value.strip().lower() == "auto" else float(value)
             else:
                 out[key] = {"int": int, "float": float, "str": str}[kind](value)
         except ValueError:
-            raise UserError(f"--set {pair!r}: {value!r} is not a valid {kind}") from None
+            what = "number or auto" if kind == "float-or-auto" else kind
+            raise UserError(f"--set {pair!r}: {value!r} is not a valid {what}") from None
     return out
 
 
@@ -448,7 +451,8 @@ def _unlearn_epilog() -> str:
         lines.append(f"{group or 'general'}:")
         for name in names:
             valid, text = ranges[name]
-            lines.append(f"  {name} = {params[name][2]}: {valid}; {text}")
+            default = "auto" if params[name][2] is None else params[name][2]
+            lines.append(f"  {name} = {default}: {valid}; {text}")
         lines.append("")
     return "\n".join(lines)
 

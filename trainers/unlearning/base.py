@@ -129,8 +129,9 @@ class GANUnlearningMethod:
         self.D = to_memory_format(copy.deepcopy(discriminator).to(self.device).eval(), cl)
         self.G_ema = copy.deepcopy(self.G) if c.training.ema > 0 else None
         t = c.training
-        self.opt_d = make_optimizer(self.D.parameters(), t.lr_d, t.beta1, t.beta2)
-        self.opt_g = make_optimizer(self.G.parameters(), t.lr_g, t.beta1, t.beta2)
+        self.lr_g, self.lr_d = t.rates(request.kind)  # auto rates are the request kind's
+        self.opt_d = make_optimizer(self.D.parameters(), self.lr_d, t.beta1, t.beta2)
+        self.opt_g = make_optimizer(self.G.parameters(), self.lr_g, t.beta1, t.beta2)
         self.oracle = oracle.to(self.device).eval() if oracle is not None else None
         self.show_progress = show_progress
         self.rng = stream(c.seed, "unlearn.steps")
@@ -405,7 +406,7 @@ class GANUnlearningMethod:
         """Return to the last state that kept retained content and halve both learning rates again."""
         self._load(snapshot)
         scale = 0.5 ** backoffs
-        for opt, lr in ((self.opt_g, self.config.training.lr_g), (self.opt_d, self.config.training.lr_d)):
+        for opt, lr in ((self.opt_g, self.lr_g), (self.opt_d, self.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale
         return self.opt_g.param_groups[0]["lr"]
@@ -562,6 +563,7 @@ class GANUnlearningMethod:
             "held_out_split": self.held_out_record, "history": history, **counts, "config": asdict(c),
             "drift_limit": self.guard["limit"], "guard_spread": self.guard["spread"],
             "d_threshold_shift": None if shift is None else round(shift, 4),
+            "rates": {"lr_g": self.lr_g, "lr_d": self.lr_d},
             "runtime": {"precision": self.precision, "precision_reason": self.precision_reason},
         }
         return UnlearningResult(self.output_generator.to(memory_format=torch.contiguous_format).cpu().eval(),
