@@ -293,37 +293,69 @@ def _finish_runs(tiny):
 def test_the_d_finish_brings_d_to_its_rule_and_leaves_the_generator_as_the_rounds_left_it(tiny):
     """The same seed with and without the finish: the generators handed back are identical (the finish trains D
     alone); D without it still ranks the items above unseen images (membership AUC above 0.8, its rule far from
-    holding), D with it meets its rule and ranks them among the unseen images (within 0.15 of 1/2)."""
+    holding), D with it meets the finish's AUC rule and ranks them among the unseen images of the reporting half,
+    which the finish never read (within 0.15 of 1/2)."""
     (plain, finished), membership = _finish_runs(tiny)
     assert plain.summary["finish"] is None and not plain.summary["forgotten"]
     assert finished.summary["finish"]["reached"] and finished.summary["finish"]["steps"] > 0
-    assert finished.summary["forgotten"]
+    assert finished.summary["after"]["d_auc"] <= 0.55  # the finish's rule: the AUC, whatever item_rule says
     g_plain, g_finished = plain.generator.state_dict(), finished.generator.state_dict()
     assert all(torch.equal(g_plain[k], g_finished[k]) for k in g_plain)
     assert membership(plain.discriminator) > 0.8
     assert abs(membership(finished.discriminator) - 0.5) < 0.15
 
 
+def _scripted_finish(tiny, readings, **options):
+    """A cascade whose finish reads ``readings`` (one before the finish, then one after each step) and records
+    D's weights after each step; the original's held-out acceptance is 10%."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
+                            UnlearnConfig.of(**FAST, item_d_finish=50, **options), oracle=C, held_out=test)
+    m.reference = {"d_real_accuracy": 0.10}
+    script = iter(readings)
+    m.d_reading = lambda: next(script)
+    after_step, step = [], m.finish_step
+    m.finish_step = lambda: step() or after_step.append({k: v.clone() for k, v in m.D.state_dict().items()})
+    return m, after_step
+
+
+def _reading(auc, accepts=0.10, **extra):
+    return {"d_auc": auc, "d_real_accuracy": accepts, "d_reached": False, **extra}
+
+
 def test_a_finish_that_costs_d_its_acceptance_of_real_images_is_undone(tiny):
     """When a reading during the finish finds D degenerate, D (and its optimiser) go back to their state before
     the finish, and the account says why."""
-    G, D, C, train, test = tiny
-    m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
-                            UnlearnConfig.of(**FAST, item_d_finish=50, check_every=5), oracle=C, held_out=test)
+    m, _ = _scripted_finish(tiny, [_reading(0.9), _reading(0.8), _reading(0.7, d_degenerate="D accepts 0%")])
     before = {k: v.clone() for k, v in m.D.state_dict().items()}
     opt_before = copy.deepcopy(m.opt_d.state_dict())
-    readings = iter([{"d_reached": False}, {"d_reached": False, "d_degenerate": "D accepts 0% of held-out"}])
-    m.d_reading = lambda: next(readings)
-    account = m.finish()
-    assert account == {"steps": 5, "reached": False, "undone": "D accepts 0% of held-out"}
+    assert m.finish() == {"steps": 2, "reached": False, "undone": "D accepts 0%", "limited": None}
     assert all(torch.equal(before[k], v) for k, v in m.D.state_dict().items())
     assert m.opt_d.state_dict()["state"] == opt_before["state"] == {}  # Adam's moments gone with the steps
-    m2 = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train,
-                             UnlearnConfig.of(**FAST, item_d_finish=50, check_every=5), oracle=C, held_out=test)
-    readings2 = iter([{"d_reached": False}, {"d_reached": False}])
-    m2.d_reading = lambda: next(readings2, {"d_reached": True})
-    assert m2.finish() == {"steps": 10, "reached": True, "undone": None}
-    assert not all(torch.equal(before[k], v) for k, v in m2.D.state_dict().items())  # the finish did train D
+
+
+def test_the_finish_stops_on_the_auc_whatever_rule_the_rounds_used(tiny):
+    """The mean rule holding (d_reached) does not end the finish; the AUC at 1/2 + auc_margin does, and the D
+    handed back is the one of that step."""
+    readings = [_reading(0.73, d_reached=True), _reading(0.6, d_reached=True), _reading(0.54)]
+    m, after_step = _scripted_finish(tiny, readings, item_rule="mean", auc_margin=0.05)
+    assert m.finish() == {"steps": 2, "reached": True, "undone": None, "limited": None}
+    assert all(torch.equal(after_step[-1][k], v) for k, v in m.D.state_dict().items())
+    m, after_step = _scripted_finish(tiny, [_reading(0.54)])
+    assert m.finish() == {"steps": 0, "reached": True, "undone": None, "limited": None} and after_step == []
+
+
+def test_a_finish_that_makes_d_accept_unseen_images_ends_on_the_last_step_within_the_limit(tiny):
+    """D may gain at most max_real_accuracy_drop of held-out acceptance over the original's (10% here): the step
+    that takes it to 31% is taken back, and D is the one after the step before it."""
+    readings = [_reading(0.9), _reading(0.8, accepts=0.15), _reading(0.7, accepts=0.19), _reading(0.5, accepts=0.31)]
+    m, after_step = _scripted_finish(tiny, readings, max_real_accuracy_drop=0.1)
+    account = m.finish()
+    assert account["steps"] == 2 and not account["reached"] and account["undone"] is None
+    assert account["limited"] == "D would accept 31% of held-out real images (originally 10%)"
+    assert len(after_step) == 3
+    assert all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
+    assert not all(torch.equal(after_step[2][k], v) for k, v in m.D.state_dict().items())
 
 
 @pytest.mark.parametrize("rounds_target", ["fake", "held-out"])

@@ -140,26 +140,52 @@ class CascadedUnlearning(GANUnlearningMethod):
 
     def finish(self) -> dict | None:
         """``item_d_finish``: discriminator-only steps after the rounds, the items matched to held-out images'
-        logits, until D's rule holds (read every ``check_every`` steps) or the steps are spent. The rounds'
+        logits, until D's membership AUC is at most 1/2 + ``auc_margin`` or the steps are spent. The rounds'
         fake label lowers a memorising D's scores of the items without changing their rank among unseen images,
         and a D trained on the logit target throughout lets the generator stop where it was; here the generator
-        moves under the rounds' D and the D handed back then forgets the items. If D loses more acceptance of
-        held-out real images than ``max_real_accuracy_drop`` allows, D goes back to its state before the finish."""
-        k, check_every = self.config.cascade, self.config.stopping.check_every
+        moves under the rounds' D and the D handed back then forgets the items.
+
+        The AUC decides whatever ``item_rule`` the rounds stopped on: on 64 memorised MNIST items the mean rule
+        held after the rounds with the AUC at 0.73. D is read after every step, because one step can move its
+        acceptance of held-out real images by points: if it loses more than ``max_real_accuracy_drop`` of it,
+        D and its optimiser go back to their state before the finish; if it gains more (the real -> 1 loss
+        taught one MNIST seed's D to accept 22% of unseen images, the original 1%), the finish ends on the last
+        step that kept within it."""
+        k, stop = self.config.cascade, self.config.stopping
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
-        before = copy.deepcopy(self.D.state_dict()), copy.deepcopy(self.opt_d.state_dict())
+        reached = lambda r: r["d_auc"] <= 0.5 + stop.auc_margin  # noqa: E731
+        start = kept = (copy.deepcopy(self.D.state_dict()), copy.deepcopy(self.opt_d.state_dict()))
         steps, reading = 0, self.d_reading()
-        while not reading["d_reached"] and steps < k.item_d_finish:
-            for _ in range(min(check_every, k.item_d_finish - steps)):
-                self.finish_step()
-                steps += 1
-            reading = self.d_reading()
-            if reading.get("d_degenerate"):
-                self.D.load_state_dict(before[0])
-                self.opt_d.load_state_dict(before[1])
-                return {"steps": steps, "reached": False, "undone": reading["d_degenerate"]}
-        return {"steps": steps, "reached": bool(reading["d_reached"]), "undone": None}
+        while not reached(reading) and steps < k.item_d_finish:
+            self.finish_step()
+            now = self.d_reading()
+            if now.get("d_degenerate"):
+                self._load_d(start)
+                return {"steps": steps + 1, "reached": False, "undone": now["d_degenerate"], "limited": None}
+            gained = self.acceptance_gain(now)
+            if gained is not None:
+                self._load_d(kept)
+                return {"steps": steps, "reached": bool(reached(reading)), "undone": None, "limited": gained}
+            steps, reading = steps + 1, now
+            kept = (copy.deepcopy(self.D.state_dict()), copy.deepcopy(self.opt_d.state_dict()))
+        return {"steps": steps, "reached": bool(reached(reading)), "undone": None, "limited": None}
+
+    def acceptance_gain(self, reading: dict) -> str | None:
+        """Why D now accepts too many held-out real images (more than the original's share plus
+        ``max_real_accuracy_drop``), or None: a D that scores unseen images as members is no more retrain's
+        than one that rejects them."""
+        if self.reference is None or self.reference.get("d_real_accuracy") is None:
+            return None
+        allowed = self.reference["d_real_accuracy"] + self.config.stopping.max_real_accuracy_drop
+        if reading["d_real_accuracy"] > allowed:
+            return (f"D would accept {100 * reading['d_real_accuracy']:.0f}% of held-out real images (originally "
+                    f"{100 * self.reference['d_real_accuracy']:.0f}%)")
+        return None
+
+    def _load_d(self, state: tuple) -> None:
+        self.D.load_state_dict(state[0])
+        self.opt_d.load_state_dict(state[1])
 
     def finish_step(self) -> None:
         """One D step of the finish, on the output generator's samples (what is handed back)."""
