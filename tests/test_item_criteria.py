@@ -387,7 +387,8 @@ def test_the_finish_works_on_the_state_handed_back_after_a_step_back_at_the_end(
     m.health_problem = lambda metric, drift, trained=None: next(verdicts, None)
     loaded, seen = [], []
     load = m._load
-    m._load = lambda snapshot: loaded.append(snapshot) or load(snapshot)
+    # step backs restore the whole state; the finish's own restores (D and its optimiser alone) are not counted
+    m._load = lambda snapshot: ("G" in snapshot and loaded.append(snapshot)) or load(snapshot)
     finish = m.finish
     m.finish = lambda: seen.append({k: v.clone() for k, v in m.D.state_dict().items()}) or finish()
     result = m.run()

@@ -394,8 +394,10 @@ class GANUnlearningMethod:
             models["G_ema"] = self.G_ema
         return models
 
-    def _snapshot(self) -> dict:
-        return {k: copy.deepcopy(m.state_dict()) for k, m in self._models().items()}
+    def _snapshot(self, names: tuple | None = None) -> dict:
+        """Copies of the models' and optimisers' states (only ``names``, e.g. ``("D", "opt_d")``, if given);
+        ``_load`` restores exactly what a snapshot holds."""
+        return {k: copy.deepcopy(m.state_dict()) for k, m in self._models().items() if names is None or k in names}
 
     def _load(self, snapshot: dict) -> None:
         models = self._models()

@@ -4,8 +4,6 @@ samples realistic and a preservation loss keeps retained latents where they were
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch.nn import functional as F
 
@@ -16,6 +14,8 @@ from ..latents import (ForgetRegion, LatentPool, class_forget_mask, class_thresh
                        item_forget_latents, substitutes)
 from ..losses import bce, rank_matched_bce, rank_matched_logits
 from .base import GANUnlearningMethod
+
+D_STATE = ("D", "opt_d")  # what the finish trains, and so what it keeps and restores
 
 DISTANCE_FUNCTIONS = {"l2": F.mse_loss, "l1": F.l1_loss}
 MATCHED_D_LOSSES = {"held-out": rank_matched_bce, "held-out-logits": rank_matched_logits}  # by item_d_target
@@ -155,20 +155,20 @@ class CascadedUnlearning(GANUnlearningMethod):
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
         reached = lambda r: r["d_auc"] <= 0.5 + stop.auc_margin  # noqa: E731
-        start = kept = (copy.deepcopy(self.D.state_dict()), copy.deepcopy(self.opt_d.state_dict()))
+        start = kept = self._snapshot(D_STATE)
         steps, reading = 0, self.d_reading()
         while not reached(reading) and steps < k.item_d_finish:
             self.finish_step()
             now = self.d_reading()
             if now.get("d_degenerate"):
-                self._load_d(start)
+                self._load(start)
                 return {"steps": steps + 1, "reached": False, "undone": now["d_degenerate"], "limited": None}
             gained = self.acceptance_gain(now)
             if gained is not None:
-                self._load_d(kept)
+                self._load(kept)
                 return {"steps": steps, "reached": bool(reached(reading)), "undone": None, "limited": gained}
             steps, reading = steps + 1, now
-            kept = (copy.deepcopy(self.D.state_dict()), copy.deepcopy(self.opt_d.state_dict()))
+            kept = self._snapshot(D_STATE)
         return {"steps": steps, "reached": bool(reached(reading)), "undone": None, "limited": None}
 
     def acceptance_gain(self, reading: dict) -> str | None:
@@ -182,10 +182,6 @@ class CascadedUnlearning(GANUnlearningMethod):
             return (f"D would accept {100 * reading['d_real_accuracy']:.0f}% of held-out real images (originally "
                     f"{100 * self.reference['d_real_accuracy']:.0f}%)")
         return None
-
-    def _load_d(self, state: tuple) -> None:
-        self.D.load_state_dict(state[0])
-        self.opt_d.load_state_dict(state[1])
 
     def finish_step(self) -> None:
         """One D step of the finish, on the output generator's samples (what is handed back)."""
