@@ -538,27 +538,82 @@ def test_the_class_share_plateaus_when_it_has_not_fallen_by_two_standard_errors(
     assert share_plateaued(readings, checks, 2.0) is plateaued
 
 
+@pytest.mark.parametrize("left, entered, plateaued", [
+    (30, 5, False),  # 25 > 2 x sqrt(35) = 11.8: a fall of 1.25 points on 2,000 latents (independent: none)
+    (20, 20, True),  # 40 switched, as many each way: no fall
+    (0, 0, True),  # nothing switched
+    (6, 0, False),  # 6 > 2 x sqrt(6) = 4.9
+    (4, 0, True),  # 4 = 2 x sqrt(4): not more
+    (5, 30, True),  # rising
+])
+def test_the_paired_plateau_test_counts_latents_that_left_the_class_against_those_that_entered(
+        left, entered, plateaued):
+    """Oracle: the sign test by hand (comments). The first reading has 100 of 2,000 latents in the class; the
+    last has ``left`` of them out and ``entered`` others in; three readings between do not count."""
+    from trainers.unlearning.base import class_plateaued, share_plateaued
+
+    then = torch.zeros(2000, dtype=torch.bool)
+    then[:100] = True
+    now = then.clone()
+    now[:left] = False
+    now[100:100 + entered] = True
+    assert class_plateaued([then, now, now, now, now], 4, 2.0) is plateaued
+    assert class_plateaued([then, now, now, now], 4, 2.0) is False  # too few readings to tell
+    if (left, entered) == (30, 5):  # the share fell 5.00% -> 3.75%, under the independent test's 1.29 points
+        assert share_plateaued([(0.05, 2000), (0.0375, 2000)], 1, 2.0) is True
+
+
+def test_a_check_reads_the_class_latent_by_latent_on_the_same_latents(tiny):
+    """The check's per-latent class flags are the oracle's verdicts on the check's own latent stream: their mean
+    is the share, which equals the class histogram of that stream, and two checks of the same generator agree
+    latent for latent."""
+    from metrics.forgetting import class_histogram
+
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train, oracle=C, show_progress=False,
+                            config=UnlearnConfig.of(**dict(FAST, check_samples=600)))
+    first, second = m.forget_metric(), m.forget_metric()
+    hist = class_histogram(m.output_generator, C, 600, seed=m.config.seed, stream="unlearn.check")
+    assert first["in_class"].shape == (600,) and first["in_class"].dtype == torch.bool
+    assert int(first["in_class"].sum()) == int(hist[3]) and first["class_share"] == pytest.approx(hist[3].item() / 600)
+    assert torch.equal(first["in_class"], second["in_class"])
+    assert "in_class" not in m.reported(first)
+
+
 def _scripted_shares(m, shares, unhealthy_at=(), quick=False):
-    """The method's checks read ``shares`` in turn (2,000 samples each, or quick readings, nothing degenerate);
-    the guard finds the state unhealthy at the checks numbered in ``unhealthy_at`` (1-based) and nowhere else."""
+    """The method's checks read ``shares`` in turn (2,000 samples each, or quick readings, nothing degenerate),
+    the latents in the class nested (the first ``share`` x 2,000), so a fall is latents leaving and none
+    entering; the guard finds the state unhealthy at the checks numbered in ``unhealthy_at`` (1-based) and
+    nowhere else."""
     readings, verdicts = iter(shares), iter(range(1, 10**6))
-    m.checked_metric = lambda: {"class_share": next(readings), "degenerate": None, "satisfied": False,
-                                **({"quick": True} if quick else {})}
+
+    def reading():
+        share = next(readings)
+        return {"class_share": share, "in_class": torch.arange(2000) < round(share * 2000), "degenerate": None,
+                "satisfied": False, **({"quick": True} if quick else {})}
+
+    m.checked_metric = reading
     m.health_problem = lambda metric, drift, trained=None: "scripted" if next(verdicts) in unhealthy_at else None
 
 
-@pytest.mark.parametrize("plateau_checks, unhealthy_at, rounds, reason", [
-    (4, (), 8, "class share stopped falling: 4.00% 4 checks before, 3.00% now"),  # 1 point < 2 se = 1.16
-    (0, (), 20, "step budget"),
+@pytest.mark.parametrize("plateau_checks, test, unhealthy_at, rounds, reason", [
+    (4, "independent", (), 8, "class share stopped falling: 4.00% 4 checks before, 3.00% now"),  # 1 point < 2 se = 1.16
+    # the same 1 point is 20 latents that left and none that entered: 20 > 2 x sqrt(20) = 8.9, a fall; round 9
+    # reads 3.00% against round 5's 3.00%
+    (4, "paired", (), 9, "class share stopped falling: 3.00% 4 checks before, 3.00% now"),
+    (0, "independent", (), 20, "step budget"),
+    (0, "paired", (), 20, "step budget"),
     # check 6 steps back: the window starts again at round 7 and holds five readings at round 11 (kept across
     # the step back, the 4.00% of round 4 against round 9's 3.00% would stop it at round 9)
-    (4, (6,), 11, "class share stopped falling: 3.00% 4 checks before, 3.00% now"),
+    (4, "independent", (6,), 11, "class share stopped falling: 3.00% 4 checks before, 3.00% now"),
+    (4, "paired", (6,), 11, "class share stopped falling: 3.00% 4 checks before, 3.00% now"),
 ])
-def test_a_class_request_stops_once_its_share_stops_falling(tiny, plateau_checks, unhealthy_at, rounds, reason):
-    G, D, C, train, test = tiny
+def test_a_class_request_stops_once_its_share_stops_falling(tiny, plateau_checks, test, unhealthy_at, rounds, reason):
+    G, D, C, train, _ = tiny
     m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train, oracle=C, show_progress=False,
                             config=UnlearnConfig.of(**dict(FAST, check_samples=2000), ema=0.0, min_rounds=1,
-                                                    check_every=1, max_rounds=20, plateau_checks=plateau_checks))
+                                                    check_every=1, max_rounds=20, plateau_checks=plateau_checks,
+                                                    plateau_test=test))
     _scripted_shares(m, [0.09, 0.07, 0.05, 0.04] + [0.03] * 30, unhealthy_at)
     s = m.run().summary
     assert s["rounds"] == rounds and s["stopping_reason"] == reason and s["plateaued"] == (reason != "step budget")

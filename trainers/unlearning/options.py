@@ -20,6 +20,7 @@ from ..latents import SUBSTITUTIONS
 DISTANCES = ("l2", "l1")
 ITEM_D_TARGETS = ("fake", "held-out", "held-out-logits")
 ITEM_RULES = ("mean", "auc")
+PLATEAU_TESTS = ("independent", "paired")
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,13 @@ class StoppingOptions:
                                 "(the oracle's false positives, 2.5% of a retrained MNIST GAN's samples, above the "
                                 "1% target) (0: only the target or the budget stops it)")
     plateau_z: float = param(2.0, NON_NEGATIVE, "what counts as a significant fall for plateau_checks: more than "
-                                                "this many binomial standard errors of the difference, counted as "
-                                                "if the readings were independent (they share latents: a practical "
-                                                "threshold)")
+                                                "this many standard errors of the difference (see plateau_test)")
+    plateau_test: str = param("independent", Range(choices=PLATEAU_TESTS),
+                              "how plateau_checks tells a fall from noise: the two readings' shares as independent "
+                              "binomials (independent), or latent by latent, since every check reads the same "
+                              "latents: the latents that left the class against those that entered it, a sign "
+                              "test (paired: more than plateau_z standard errors of their difference counts as a "
+                              "fall)")
     held_out: int = param(1000, COUNT, "held-out test images of an item request's check")
     item_rule: str = param("mean", Range(choices=ITEM_RULES),
                            "item requests stop when D's mean score on the items is at most its mean on held-out "
