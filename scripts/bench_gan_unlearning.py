@@ -27,7 +27,7 @@ from benchlib import (ensure_gan, ensure_oracle, log, machine, mean_sd, random_i
 
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.workflows.evaluate import EvalSettings, headline
-from trainers.unlearning.options import RATES
+from trainers.unlearning.options import RATES, UnlearnConfig
 
 # The default cascade and the variants it is compared with (the default is the one that measured best).
 VARIANTS = {
@@ -161,11 +161,14 @@ def summary_table(agg: dict, kind: str) -> str:
 
 
 def same_as_default(kind: str) -> tuple:
-    """The variants that run as the default on a ``kind`` request: they set only the other kind's options, or
-    only the learning rates, to the ``kind``'s own."""
+    """The variants that run as the default on a ``kind`` request: they set only the other kind's options, only
+    the learning rates to the ``kind``'s own, or only options to their defaults (a variant that became the
+    default keeps its name for the commands of the runs that measured it)."""
     own_rates = dict(zip(("lr_g", "lr_d"), RATES[kind]))
     rates_only = tuple(name for name, options in VARIANTS.items() if options == own_rates)
-    return (CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS) + rates_only
+    defaults = tuple(name for name, options in VARIANTS.items()
+                     if options and UnlearnConfig.of(**options) == UnlearnConfig.of())
+    return (CLASS_ONLY_VARIANTS if kind == "item" else ITEM_ONLY_VARIANTS) + rates_only + defaults
 
 
 def variants_for(variants: dict, kind: str) -> dict:
@@ -197,6 +200,10 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="recompute everything, reuse nothing")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
+    names = [k for k in args.variants.split(",") if k]
+    unknown = [k for k in names if k not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}")
     epochs = args.epochs or (1200 if args.setting == "memorising" else 25)
     oracle_epochs = args.oracle_epochs or (15 if "cifar" in args.dataset.lower() else 2)
     dataset = f"{args.dataset}[:{args.subset}]" if args.setting == "memorising" else args.dataset
@@ -206,7 +213,7 @@ def main() -> None:
                            args.quiet, args.device)
     judge = ensure_oracle(args.dataset, args.data_root, out / "judge.pt", oracle_epochs, 1000, args.fresh,
                           args.quiet, args.device, hidden=128)
-    variants = {k: VARIANTS[k] for k in args.variants.split(",") if k}
+    variants = {k: VARIANTS[k] for k in names}
     if "cascaded" not in variants:
         variants = {"cascaded": {}, **variants}
     seeds = [int(s) for s in args.seeds.split(",")]

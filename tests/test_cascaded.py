@@ -631,14 +631,16 @@ def test_an_item_pool_holds_at_least_four_times_the_forgotten_latents(tiny, item
     assert pool - neighbours * items <= counts["kept_latents"] < pool and counts["kept_latents"] >= 0.75 * pool
 
 
-def test_quick_readings_never_make_a_plateau(tiny):
+@pytest.mark.parametrize("plateau", ["independent", "paired"])
+def test_quick_readings_never_make_a_plateau(tiny, plateau):
     """A quick reading (a few hundred samples) is kept only far above the target; its wide error would let a
     falling share pass for a plateau, so the plateau stop reads full readings only: flat quick readings run
     the whole budget."""
     G, D, C, train, test = tiny
     m = METHODS["cascaded"](G, D, ForgetRequest.for_class(3), train, oracle=C, show_progress=False,
                             config=UnlearnConfig.of(**dict(FAST, check_samples=2000), ema=0.0, min_rounds=1,
-                                                    check_every=1, max_rounds=8, quick_check=500))
+                                                    check_every=1, max_rounds=8, quick_check=500,
+                                                    plateau_test=plateau))
     _scripted_shares(m, [0.05] * 8, quick=True)
     s = m.run().summary
     assert s["rounds"] == 8 and s["stopping_reason"] == "step budget" and not s["plateaued"]

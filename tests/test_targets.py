@@ -154,7 +154,8 @@ def test_the_bench_runs_a_variant_only_where_it_differs_from_the_default():
     from bench_gan_unlearning import VARIANTS, variants_for
 
     chosen = {k: VARIANTS[k] for k in ("cascaded", "cascaded-no-plateau", "cascaded-auc-stop", "cascaded-equal-lr",
-                                       "cascaded-item-rates")}
-    # equal rates are a class request's own, the item rates an item request's
+                                       "cascaded-item-rates", "cascaded-d-finish")}
+    # equal rates are a class request's own, the item rates an item request's; D's finish is item-only
     assert list(variants_for(chosen, "class")) == ["cascaded", "cascaded-no-plateau", "cascaded-item-rates"]
-    assert list(variants_for(chosen, "item")) == ["cascaded", "cascaded-auc-stop", "cascaded-equal-lr"]
+    assert list(variants_for(chosen, "item")) == ["cascaded", "cascaded-auc-stop", "cascaded-equal-lr",
+                                                  "cascaded-d-finish"]
