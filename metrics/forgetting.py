@@ -14,9 +14,17 @@ from gan_unlearn.runtime import batched, eval_mode
 def class_histogram(generator, oracle, num_samples: int = 10000, seed: int = 0, device="cpu",
                     precision: str = "fp32", batch_size: int = 1000, stream: str = "evaluate.latents") -> torch.Tensor:
     """How many of ``num_samples`` generated images (latents of ``stream``) the oracle assigns to each class."""
-    z = generator.sample_latents(num_samples, streams.generator(seed, stream))
-    preds = predicted_classes(generator, oracle, z, device, precision, batch_size)
+    preds = stream_predictions(generator, oracle, num_samples, seed, device, precision, batch_size, stream)
     return torch.bincount(preds, minlength=oracle.num_classes)
+
+
+@torch.no_grad()
+def stream_predictions(generator, oracle, num_samples: int, seed: int = 0, device="cpu", precision: str = "fp32",
+                       batch_size: int = 1000, stream: str = "evaluate.latents") -> torch.Tensor:
+    """The oracle's class for each of ``num_samples`` generated images, latents of ``stream`` in order: the same
+    latents for the same seed and stream, so two readings can be compared latent by latent."""
+    z = generator.sample_latents(num_samples, streams.generator(seed, stream))
+    return predicted_classes(generator, oracle, z, device, precision, batch_size)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from gan_unlearn.heldout import held_out_split, split_record
 from gan_unlearn.runtime import (autocast, batched, frozen, progress, resolve_device, resolve_precision,
                                  to_memory_format)
 from gan_unlearn.streams import generator as stream
-from metrics.forgetting import discriminator_logits, predicted_classes
+from metrics.forgetting import discriminator_logits, stream_predictions
 from metrics.membership import auc, nearest_sample_distances
 
 from ..gan import make_optimizer
@@ -217,8 +217,8 @@ class GANUnlearningMethod:
         c, stop = self.config, self.config.stopping
         out, degenerate = {}, []
         if self.oracle is not None:
-            z = self.output_generator.sample_latents(samples or stop.check_samples, stream(c.seed, "unlearn.check"))
-            preds = predicted_classes(self.output_generator, self.oracle, z, self.device, self.precision)
+            preds = stream_predictions(self.output_generator, self.oracle, samples or stop.check_samples, seed=c.seed,
+                                       device=self.device, precision=self.precision, stream="unlearn.check")
             hist = torch.bincount(preds, minlength=self.oracle.num_classes).double()
             shares = hist / hist.sum()
             if self.request.kind == "class":

@@ -103,7 +103,7 @@ class CascadedUnlearning(GANUnlearningMethod):
             module.bias.register_hook(lambda g, m=mask: g * m)
 
     def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """With a held-out ``item_d_target`` (or ``item_d_finish``, on by default), D's targets come from the
+        """With a held-out ``item_d_target`` (or ``item_d_finish``), D's targets come from the
         stopping half's images beyond the check's, so the check never reads an image D was matched to. The check
         keeps ``held_out`` images, half the stopping half at most: 1,000 of MNIST's 5,000, 254 of the CIFAR-10
         subset's 508 (without a matched target or finish it would read all 508)."""

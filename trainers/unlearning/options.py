@@ -129,12 +129,12 @@ class CascadeOptions:
     item_d_finish: int = param(0, NON_NEGATIVE_COUNT,
                                "item requests: after the rounds, up to this many discriminator-only steps in "
                                "which the items are matched to held-out images' logits (the held-out-logits "
-                               "target) until D's membership AUC is at most 1/2 + auc_margin, D read after each "
-                               "step and kept within max_real_accuracy_drop of the original's held-out "
-                               "acceptance either way; the generator left as the rounds left it (0: none; its "
+                               "target) until D's membership AUC is at most 1/2 + auc_margin with its held-out "
+                               "acceptance within max_real_accuracy_drop of the original's either way, D read "
+                               "after each step (steps spent: the last step within the limits); the generator left as the rounds left it (0: none; its "
                                "steps are counted in the summary's finish, not in d_steps). The rounds alone "
                                "left a memorising D's membership AUC at 0.61-0.98 (3-seed means, memorised MNIST "
-                               "and CIFAR-10 items); no step where the rule already holds")
+                               "and CIFAR-10 items); no step where both already hold")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
