@@ -161,6 +161,17 @@ CAPTIONS = {
                                                   "the rounds, D alone on the logit target until its rule holds, "
                                                   "the generator as the rounds left it). Code of 5c6cb5d; 2 AMD "
                                                   "EPYC cores, bf16, made 2026-12-04.",
+    "bench_gan_cifar_memorising_finish_auc_cpu.json": "64 memorised CIFAR-10 items (new originals) with D's finish of "
+                                                      "909f5ca, which ended on the last step within the acceptance "
+                                                      "limit: its first step took D's acceptance of unseen images "
+                                                      "from 0-1% to 13-28%, so it stopped after 0 or 1 steps and "
+                                                      "left D where the rounds left it. 2 AMD EPYC cores, bf16, made "
+                                                      "2026-12-05.",
+    "bench_gan_memorising_256_finish_auc_cpu.json": "256 memorised MNIST items (the 256-item recipe) "
+                                                    "with D's finish of 909f5ca: it reached the AUC rule on every "
+                                                    "seed in 4 to 18 steps with every step within the acceptance "
+                                                    "limits, where today's finish (2739153) takes the same steps. 2 "
+                                                    "AMD EPYC cores, bf16, made 2026-12-05.",
     "bench_gan_cifar_items_cpu.json": "64 items of the CIFAR-10 subset in the full setting (the class run's "
                                       "originals), with D's threshold reset (default since 5c81a0c); retrain's "
                                       "times are those of the run below.",
@@ -523,6 +534,8 @@ def main() -> None:
                 ("bench_gan_memorising_finish_auc_cpu.json", gan_section),
                 ("bench_gan_memorising_finish_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish_cpu.json", gan_section),
+                ("bench_gan_cifar_memorising_finish_auc_cpu.json", gan_section),
+                ("bench_gan_memorising_256_finish_auc_cpu.json", gan_section),
                 ("bench_gan_cifar_items_uncalibrated_cpu.json", gan_section),
                 ("bench_speedup.json", speedup_section),
                 ("bench_speedup_quick.json", speedup_section),
