@@ -322,6 +322,53 @@ def test_the_d_finish_brings_d_to_its_rule_and_leaves_the_generator_as_the_round
     assert abs(membership(finished.discriminator) - 0.5) < 0.15
 
 
+def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and_still_finishes_d(tiny, data_root):
+    """128 items the tiny GAN never trained on (MNIST's training images 512 to 1,023): it cannot come closer to
+    them than to unseen test images, so the gate reads its nearest-sample AUC within 1/2 + auc_margin, no round
+    runs and the generator handed back is the original bit for bit, while D's finish still brings a D that
+    memorised the items to its rule, read on the reporting half, which neither the gate nor the finish saw."""
+    from gan_unlearn.data import load_dataset
+
+    G, D, C, _, test = tiny
+    train = load_dataset("mnist[:1024]", "train", data_root)
+    req = ForgetRequest.for_items(range(512, 1024, 4))
+    report = held_out_split(len(test))["report"]
+    items = train.batch(req.split(train.labels, 10)[0])
+    D = _memorising_d(D, items, test.batch(report[1000:2000]))
+    r = unlearn(G, D, req, train, oracle=C, held_out=test,
+                config=UnlearnConfig.of(**FAST, item_generator_gate=True, item_d_finish=300, max_real_accuracy_drop=1.0))
+    gate = r.summary["generator_gate"]
+    assert gate["nn_auc"] <= 0.55 and gate["rounds"] is False
+    assert r.summary["rounds"] == 0 and r.summary["d_steps"] == 0
+    assert r.summary["stopping_reason"].startswith("no rounds")
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in r.generator.state_dict().items())
+    assert r.summary["finish"]["reached"] and r.summary["finish"]["steps"] > 0
+    shown = test.batch(report[:1000])
+    assert abs(auc(torch.sigmoid(r.discriminator(items).flatten()).detach(),
+                   torch.sigmoid(r.discriminator(shown).flatten()).detach()) - 0.5) < 0.15
+
+
+@pytest.mark.parametrize("nn_auc, rounds", [(0.56, True), (0.55, False)])
+def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, rounds):
+    """A generator read above 1/2 + auc_margin gets the rounds (and is moved by them); at the margin it gets none.
+    Without the gate the reading is never taken."""
+    G, D, C, train, test = tiny
+    unguarded = dict(FAST, max_rounds=2, min_rounds=5, item_d_finish=0, max_drift=1.0, max_real_accuracy_drop=1.0,
+                     min_class_keep=0.0)  # no check, and no step back at the end: the rounds' generator is handed back
+    make = lambda **o: METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,  # noqa: E731
+                                           UnlearnConfig.of(**unguarded, **o), oracle=C, held_out=test)
+    m = make(item_generator_gate=True, auc_margin=0.05)
+    m.generator_membership_auc = lambda samples, pixels=False: nn_auc
+    r = m.run()
+    assert r.summary["generator_gate"] == {"nn_auc": nn_auc, "rounds": rounds}
+    assert r.summary["rounds"] == (2 if rounds else 0)
+    moved = any(not torch.equal(v, G.state_dict()[k]) for k, v in r.generator.state_dict().items())
+    assert moved == rounds
+    plain = make()
+    plain.generator_membership_auc = lambda *a, **k: pytest.fail("read without the gate")
+    assert plain.run().summary["generator_gate"] is None
+
+
 def _scripted_finish(tiny, readings, **options):
     """A cascade whose finish reads ``readings`` (one before the finish, then one after each step) and records
     D's weights after each step; the original's held-out acceptance is 10%."""
