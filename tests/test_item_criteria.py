@@ -336,7 +336,8 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
     items = train.batch(req.split(train.labels, 10)[0])
     D = _memorising_d(D, items, test.batch(report[1000:2000]))
     r = unlearn(G, D, req, train, oracle=C, held_out=test,
-                config=UnlearnConfig.of(**FAST, item_generator_gate=True, item_d_finish=300, max_real_accuracy_drop=1.0))
+                config=UnlearnConfig.of(**FAST, item_generator_gate=True, item_d_finish=300,
+                                        max_real_accuracy_drop=1.0))
     gate = r.summary["generator_gate"]
     assert gate["nn_auc"] <= 0.55 and gate["rounds"] is False
     assert r.summary["rounds"] == 0 and r.summary["d_steps"] == 0

@@ -154,8 +154,9 @@ def test_the_bench_runs_a_variant_only_where_it_differs_from_the_default():
     from bench_gan_unlearning import VARIANTS, variants_for
 
     chosen = {k: VARIANTS[k] for k in ("cascaded", "cascaded-no-plateau", "cascaded-auc-stop", "cascaded-equal-lr",
-                                       "cascaded-item-rates", "cascaded-d-finish")}
-    # equal rates are a class request's own, the item rates an item request's; D's finish is item-only
+                                       "cascaded-item-rates", "cascaded-d-finish", "cascaded-no-d-finish")}
+    # equal rates are a class request's own, the item rates an item request's; D's finish is item-only, and on
+    # by default, so the variant that named it before repeats the default and the one without it does not
     assert list(variants_for(chosen, "class")) == ["cascaded", "cascaded-no-plateau", "cascaded-item-rates"]
     assert list(variants_for(chosen, "item")) == ["cascaded", "cascaded-auc-stop", "cascaded-equal-lr",
-                                                  "cascaded-d-finish"]
+                                                  "cascaded-no-d-finish"]

@@ -126,15 +126,16 @@ class CascadeOptions:
                                "as it scores held-out real images, rank by rank: BCE against their probabilities "
                                "(held-out) or Huber distance to their logits, which keeps pulling where D scores "
                                "all unseen images near 0 (held-out-logits)")
-    item_d_finish: int = param(0, NON_NEGATIVE_COUNT,
+    item_d_finish: int = param(300, NON_NEGATIVE_COUNT,
                                "item requests: after the rounds, up to this many discriminator-only steps in "
                                "which the items are matched to held-out images' logits (the held-out-logits "
                                "target) until D's membership AUC is at most 1/2 + auc_margin with its held-out "
                                "acceptance within max_real_accuracy_drop of the original's either way, D read "
-                               "after each step (steps spent: the last step within the limits); the generator left as the rounds left it (0: none; its "
-                               "steps are counted in the summary's finish, not in d_steps). The rounds alone "
-                               "left a memorising D's membership AUC at 0.61-0.98 (3-seed means, memorised MNIST "
-                               "and CIFAR-10 items); no step where both already hold")
+                               "after each step (steps spent: the last step within the limits); the generator "
+                               "left as the rounds left it (0: none; its steps are counted in the summary's "
+                               "finish, not in d_steps). The rounds alone left a memorising D's membership AUC "
+                               "at 0.61-0.98 (3-seed means, memorised MNIST and CIFAR-10 items); no step where "
+                               "both already hold. Needs 2 or more images in the held-out stopping half")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
