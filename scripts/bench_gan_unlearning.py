@@ -67,10 +67,13 @@ VARIANTS = {
     # the default now and is skipped); "cascaded-no-d-finish" is the default before
     "cascaded-d-finish": {"item_d_finish": 300},
     "cascaded-no-d-finish": {"item_d_finish": 0},
-    # no rounds where the original generator comes no closer to the items than to held-out images (its
-    # nearest-sample AUC at most 1/2 + auc_margin): only D's finish acts. On 64 memorised CIFAR-10 items the
-    # generator shows none (NN AUC 0.51) and the rounds raised FID to 1.24x retrain's
+    # the generator gate (the item default since 2026-12-05): no rounds where the original generator comes no
+    # closer to the items than to held-out images (its nearest-sample AUC in pixels at most 1/2 + auc_margin),
+    # only D's finish. On 64 memorised CIFAR-10 items the generator shows none (NN AUC 0.51) and the rounds
+    # raised FID to 1.24x retrain's. "cascaded-generator-gate" names it in the runs that measured it
     "cascaded-generator-gate": {"item_generator_gate": True},
+    "cascaded-no-generator-gate": {"item_generator_gate": False},
+    "cascaded-no-gate-no-d-finish": {"item_generator_gate": False, "item_d_finish": 0},  # items: before 2026-12-05
     # D's threshold read and handed back raw (before calibrate_d): continued training moves it by itself
     "cascaded-uncalibrated-d": {"calibrate_d": False},
     "cascaded-equal-lr-matched-logits-uncalibrated-d": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",

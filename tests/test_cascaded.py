@@ -17,8 +17,10 @@ from trainers.latents import LatentPool, substitutes
 
 from .test_cli import assert_clean_failure, listing, run
 
+# item requests' rounds are what these tests exercise: the tiny GAN shows its items no more than unseen images,
+# so the generator gate (on by default) would skip them
 FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
-            precision="fp32", channels_last=False)
+            precision="fp32", channels_last=False, item_generator_gate=False)
 
 
 def test_nearest_neighbours_match_brute_force():
@@ -233,6 +235,10 @@ def test_cli_unlearn_records_the_request_and_leaves_the_original_byte_identical(
     assert ForgetRequest.for_items([3, 5, 8, 13, 21]).verify(u["request"], secret)
     assert "[3, 5, 8, 13, 21]" not in json.dumps(load_checkpoint(tmp_path / "i.pt")["unlearning"])
     assert u["held_out_split"]["stop_size"] == 5000 and "forgotten" in u  # evaluate checks the split it stopped on
+    # what the gate read and what D's finish did (both on by default for items)
+    gate = u["generator_gate"]
+    assert set(gate) == {"nn_auc", "rounds"} and (u["rounds"] > 0) == gate["rounds"]
+    assert set(u["finish"]) == {"steps", "kept", "reached", "limited"}
 
 
 BAD_REQUESTS = [
@@ -389,7 +395,7 @@ def test_with_the_generator_rule_ds_stage_pauses_once_its_own_rule_holds(tiny, r
     is handed back raw: its threshold reset would change the output bias at the end, tests/test_d_threshold.py.)"""
     G, D, C, train, test = tiny
     config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=4, max_drift=10.0,
-                              item_generator_rule=rule, calibrate_d=False)
+                              item_generator_rule=rule, calibrate_d=False, item_d_finish=0)  # the rounds' D only
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
     at_check = _d_rule_always_holds(m)
     result = m.run()
@@ -408,7 +414,8 @@ def test_a_step_back_to_a_state_whose_d_had_met_its_rule_keeps_d_paused(tiny):
     push the items below held-out images. So D ends exactly as it was at check 1 (handed back raw, as above)."""
     G, D, C, train, test = tiny
     config = UnlearnConfig.of(**FAST, min_rounds=1, check_every=1, max_rounds=3, max_backoffs=1, max_drift=0.5,
-                              relative_drift=0.0, item_generator_rule=True, calibrate_d=False)
+                              relative_drift=0.0, item_generator_rule=True, calibrate_d=False,
+                              item_d_finish=0)  # the rounds' D only: the finish trains it after them
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items([1, 2, 3]), train, held_out=test, oracle=C, config=config)
     at_check, drifts = _d_rule_always_holds(m), iter([0.0, 0.9, 0.0, 0.0])  # checks 1, 2 (past 0.5), 3, the end
     m.preservation_drift = lambda generator=None: next(drifts)

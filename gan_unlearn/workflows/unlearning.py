@@ -101,7 +101,8 @@ def unlearn_checkpoint(gan_path, request: ForgetRequest, out, *, oracle_path=Non
                                forgotten=s["forgotten"], held_out_split=s["held_out_split"],
                                backoffs=s.get("backoffs"), restored_healthy_state=s.get("restored_healthy_state"),
                                drift_limit=s.get("drift_limit"), guard_spread=s.get("guard_spread"),
-                               finish=s.get("finish"), adversarial_off=s.get("adversarial_off"),
+                               finish=s.get("finish"), generator_gate=s.get("generator_gate"),
+                               adversarial_off=s.get("adversarial_off"),
                                device=device_description(dev), runtime=s.get("runtime"), code_sha256=code_sha256())
     new = derived_checkpoint(ckpt, {"generator": result.generator, "discriminator": result.discriminator}, record)
     save_checkpoint(out, new, together=files)

@@ -146,8 +146,9 @@ class CascadedUnlearning(GANUnlearningMethod):
 
     def finish(self) -> dict | None:
         """``item_d_finish``: discriminator-only steps after the rounds, the items matched to held-out images'
-        logits, until D's membership AUC is at most 1/2 + ``auc_margin`` with its acceptance of held-out real
-        images within ``max_real_accuracy_drop`` of the original's (either way), or the steps are spent. The
+        logits, until D's membership AUC is within ``auc_margin`` of 1/2 (either way: items ranked below unseen
+        images are told apart too) with its acceptance of held-out real images within ``max_real_accuracy_drop``
+        of the original's (either way), or the steps are spent. The
         rounds' fake label lowers a memorising D's scores of the items without changing their rank among unseen
         images, and a D trained on the logit target throughout lets the generator stop where it was; here the
         generator moves under the rounds' D and the D handed back then forgets the items.
@@ -162,7 +163,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         k, stop = self.config.cascade, self.config.stopping
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
-        reached = lambda r: r["d_auc"] <= 0.5 + stop.auc_margin  # noqa: E731
+        reached = lambda r: abs(r["d_auc"] - 0.5) <= stop.auc_margin  # noqa: E731
         reading = self.d_reading()
         kept = (0, reading, self._snapshot(D_STATE))  # the last state within the limits: (step, reading, state)
         steps = 0
