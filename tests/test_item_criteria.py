@@ -372,6 +372,18 @@ def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, 
     assert plain.run().summary["generator_gate"] is None
 
 
+def test_fine_tuning_is_never_gated(tiny):
+    """Fine-tuning is the baseline that always trains: with the gate on and a reading that would skip the cascade's
+    rounds, it runs its rounds and records no gate."""
+    G, D, C, train, test = tiny
+    m = METHODS["finetune"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,
+                            UnlearnConfig.of(**{**FAST, "item_generator_gate": True}, max_rounds=2, min_rounds=5),
+                            oracle=C, held_out=test)
+    m.generator_membership_auc = lambda *a, **k: 0.5
+    r = m.run()
+    assert r.summary["generator_gate"] is None and r.summary["rounds"] == 2
+
+
 def _scripted_finish(tiny, readings, **options):
     """A cascade whose finish reads ``readings`` (one before the finish, then one after each step) and records
     D's weights after each step; the original's held-out acceptance is 10%."""

@@ -201,16 +201,9 @@ class GANUnlearningMethod:
         return None
 
     def generator_gate(self) -> dict | None:
-        """``item_generator_gate``: the original generator's nearest-sample membership AUC in pixels, and whether
-        the rounds run (it is above 1/2 + ``auc_margin``); None when not asked. A generator that comes no closer
-        to the items than to unseen images has nothing to forget, and the rounds would only move it. Pixels, not
-        the oracle's features: an oracle trained on the items places them apart from unseen images by itself
-        (the tiny test GAN, one epoch on 512 images, read 0.61 in its oracle's features)."""
-        stop = self.config.stopping
-        if self.request.kind != "item" or not stop.item_generator_gate:
-            return None
-        nn_auc = self.generator_membership_auc(stop.check_samples, pixels=True)
-        return {"nn_auc": round(nn_auc, 4), "rounds": nn_auc > 0.5 + stop.auc_margin}
+        """Whether the rounds run, read before them (``{"nn_auc", "rounds"}``), or None: every round runs. Only
+        the cascade reads one (``item_generator_gate``); fine-tuning is the baseline that always trains."""
+        return None
 
     def held_out_parts(self, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Indices of the stopping half's images that the item check reads, and of those a method trains on
