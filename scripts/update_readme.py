@@ -172,6 +172,35 @@ CAPTIONS = {
                                                     "seed in 4 to 18 steps with every step within the acceptance "
                                                     "limits, where today's finish (2739153) takes the same steps. 2 "
                                                     "AMD EPYC cores, bf16, made 2026-12-05.",
+    "bench_gan_cifar_memorising_gate_cpu.json": "64 memorised CIFAR-10 items with today's item defaults: the "
+                                                "generator gate (on 3 of 3 seeds it read the original generator's "
+                                                "NN AUC at 0.44 to 0.53 and ran no rounds) and D's finish. The "
+                                                "rows are named as today (`merge_bench_results.py --rename`): "
+                                                "`cascaded-no-generator-gate` is the rounds and the finish. Code "
+                                                "of 58c99ac, whose finish stopped at an AUC of at most 1/2 + "
+                                                "auc_margin (one seed's at 0.415); 2 Intel Xeon cores with AMX, "
+                                                "bf16, made 2026-12-05.",
+    "bench_gan_cifar_memorising_gate2_cpu.json": "The run above again at 71c51cc: D's finish now stops within "
+                                                 "auc_margin of 1/2 either way, and the gate is the cascade's "
+                                                 "alone (fine-tuning always trains). Same originals and retrains; "
+                                                 "the targets table reads this file.",
+    "bench_gan_cifar_memorising_finish2_cpu.json": "The same originals and retrains as the run above, at 56182a7 "
+                                                   "(before either default): `cascaded` is neither the finish nor "
+                                                   "the gate, `cascaded-d-finish` the rounds and the finish.",
+    "bench_gan_memorising_gate_cpu.json": "64 memorised MNIST items with today's item defaults: the gate read the "
+                                          "original generator's NN AUC at 0.58 to 0.61 and ran the rounds on "
+                                          "every seed, so the default and `cascaded-no-generator-gate` are the "
+                                          "same run but for the gate's reading. Rows renamed as above; code of "
+                                          "58c99ac; 2 Intel Xeon cores with AMX, bf16, made 2026-12-05.",
+    "bench_gan_memorising_finish2_cpu.json": "The same originals and retrains as the run above, at 56182a7: "
+                                             "`cascaded` without the finish, `cascaded-d-finish` with it.",
+    "bench_gan_memorising_1024_gate_cpu.json": "1,024 MNIST items (a 4,096-image subset, 75 epochs; new originals) "
+                                               "with today's item defaults: the gate read 0.51 to 0.54 and ran no "
+                                               "rounds. `cascaded-no-generator-gate` is the rounds and the finish "
+                                               "(the rounds alone met D's rule, so the finish took no step), "
+                                               "`cascaded-no-gate-no-d-finish` the default before 2026-12-05. "
+                                               "Rows renamed as above; code of 58c99ac; 2 Intel Xeon cores with "
+                                               "AMX, bf16, made 2026-12-05.",
     "bench_gan_cifar_items_cpu.json": "64 items of the CIFAR-10 subset in the full setting (the class run's "
                                       "originals), with D's threshold reset (default since 5c81a0c); retrain's "
                                       "times are those of the run below.",
@@ -303,7 +332,40 @@ def augmentation_section(r: dict) -> list[str]:
     return out + [""]
 
 
-READING = """What the targets table says (measured 2026-12-01 to 2026-12-04; the runs are listed above):
+READING = """What the targets table says (measured 2026-12-01 to 2026-12-05; the runs are listed above):
+
+- Items, 2026-12-05: two item defaults changed, each measured on new originals for 64 memorised CIFAR-10
+  items and 64, 256 and 1,024 memorised MNIST items (3 seeds each; 2 Intel Xeon cores with AMX, bf16). The
+  item rows of the targets table come from these runs. D's finish (`item_d_finish=300`) follows every item
+  request's rounds; the generator gate (`item_generator_gate`) runs the rounds only where the original
+  generator comes closer to the items than to held-out images (nearest-sample AUC in pixels above 1/2 +
+  `auc_margin`, read before anything trains).
+  - 64 CIFAR-10 items: the generator shows none (evaluation NN AUC 0.511, retrain's 0.481); the gate read
+    0.44 to 0.53 and ran no rounds. Every target but speed is met: 0.89 ± 0.11 s, 87x, FID 0.81x/0.72x
+    retrain's (the original's; with the rounds 1.24x/1.32x at 3x), D 0.029 from retrain's distance from
+    chance, acceptance 5.3 points (`bench_gan_cifar_memorising_gate2_cpu`). The first gated run
+    (`bench_gan_cifar_memorising_gate_cpu`) missed D by 0.004 (0.054): one seed's finish stopped at AUC
+    0.415, past 1/2, under the rule "AUC at most 1/2 + auc_margin"; the finish now stops within `auc_margin`
+    of 1/2 either way (items ranked below unseen images are told apart too), and that seed stops at 0.472.
+    With neither the finish nor the gate (the default before, `bench_gan_cifar_memorising_finish2_cpu`): D
+    0.475 from chance against retrain's 0.052.
+  - 64 MNIST items: the generator memorises (NN AUC 0.606, retrain's 0.511); the gate read 0.58 to 0.61 and
+    ran the rounds. NN AUC 0.047/0.048 from retrain's (pixels/judge; met, narrowly), D 0.019 (met; without
+    the finish D sits 0.382 from chance against retrain's 0.026), acceptance 7.3 points (met), FID
+    1.11x/1.19x (not met; fine-tuning alone gives 1.07x/1.14x on this GAN), 7x.
+  - 256 MNIST items (the originals read exactly as the stored 256-item runs', FID 117.44 ± 3.39: same
+    seeds and recipe): the gate read 0.55 to 0.57, just above the margin, and ran the rounds. Every target but
+    speed is met: D 0.015 from retrain's (without the finish 0.091 from chance against retrain's 0.054),
+    acceptance 2.8 points, FID 1.00x/1.07x, NN AUC shown by neither (the original is within 0.05 too); 6x.
+  - 1,024 MNIST items: the gate read 0.51 to 0.54 (the original's NN AUC 0.513, retrain's 0.503) and ran no
+    rounds: 1.8 ± 0.6 s, 97x, FID 0.90x/0.91x (with the rounds 0.96x/1.00x), D 0.036 from retrain's (met),
+    acceptance 5.9 points (met).
+  - The CIFAR-10 item row in the full setting (`bench_gan_cifar_items_cpu`, no memorisation to undo) is
+    still the default before 2026-12-05 (rounds, no finish, no gate): not re-run.
+  - Speed stays below 284x: the gated runs take 0.8 to 2.4 s (the gate's reading, the guard's images and
+    8 to 24 finish steps, each read on the check's images) against retraining's 77 to 171 s here.
+  - The MNIST runs used the finish's earlier rule (AUC at most 1/2 + `auc_margin`, code 58c99ac). Every
+    finish there ended between 0.48 and 0.55, where today's two-sided rule ends at the same step.
 
 - MNIST class at the 25-epoch recipe, target 1's own (measured 2026-12-04 on a lent NVIDIA H200, 2 seeds:
   the lent GPU's 15 minutes held two; the MNIST class rows now come from this run, not the 5-epoch one).
@@ -330,26 +392,22 @@ READING = """What the targets table says (measured 2026-12-01 to 2026-12-04; the
   too (909f5ca). Measured on the same originals (`bench_gan_memorising_finish_auc_cpu`): D 0.039 ± 0.047 from
   retrain's (met on the mean; the finish took 1 to 3 steps), D's acceptance 7.1 ± 2.3 points from the
   original's (met; one seed's finish ended after 1 step, the next would have accepted 16%), the generator
-  the default's (NN AUC met, FID 1.11x/1.21x not). Not yet the item default: the new finish is measured on
-  this setting only. On the same originals `cascaded-equal-lr-matched-logits`
+  the default's (NN AUC met, FID 1.11x/1.21x not). It is the item default since 2026-12-05 (first bullet). On the same originals `cascaded-equal-lr-matched-logits`
   meets 5 of the 7 item targets (NN AUC 0.047/0.050 from retrain's, D 0.014, acceptance 4.9 points, FID
   1.06x oracle) but not judge FID (1.12x) or speed (24x); the default meets the NN AUC and acceptance
   targets (0.024/0.036; 0.5 points) only.
 
-- Met: MNIST class forgetting and FID at the 5-epoch recipe (not at the 25-epoch one, above) (the judge reads 0.33 points below retrain's
-  forget rate; FID 0.91x and 0.94x retrain's); CIFAR-10 class forgetting at the 25-epoch recipe on the mean
-  (0.69 ± 4.23 points above retrain's; `cascaded-no-adversarial` -0.11 ± 1.84); on 64 memorised MNIST items
-  the nearest-neighbour AUC within 0.05 of retrain's (0.047 in pixels, 0.048 in judge features, the original
-  0.095 and 0.069); on 256 items FID (1.00x, 1.07x) and D's held-out accuracy; on 1,024 items every target
-  but speed.
-- Not met anywhere: speed (3x to 30x against 185x and 284x: the recipes here are 5 or 25 epochs or a 256- to
-  4,096-image subset, so retraining itself takes 2 to 8 minutes). CIFAR-10 class FID at the 25-epoch recipe
-  (today's default 1.54x/1.63x; the item rates 1.68x/1.73x). MNIST class at the 25-epoch recipe (above). On 64 MNIST items the default's discriminator membership signal
-  (0.355 further from chance than retrain's, against 0.05) and FID (1.11x, 1.19x); on 64 memorised CIFAR-10
-  items the default's D (0.423; `cascaded-d-finish` 0.048, met) and FID (1.11x/1.14x, one retrained seed's
-  FID makes the spread); on 256 items the default's D signal misses by a little (0.057 ± 0.063 per seed,
-  one seed off).
-- D's finish for item requests (`item_d_finish`, an option, default off; variant `cascaded-d-finish`, measured
+- Met: MNIST class forgetting and FID at the 5-epoch recipe (not at the 25-epoch one, above) (the judge
+  reads 0.33 points below retrain's forget rate; FID 0.91x and 0.94x retrain's); CIFAR-10 class forgetting at
+  the 25-epoch recipe on the mean (0.69 ± 4.23 points above retrain's; `cascaded-no-adversarial` -0.11 ±
+  1.84); on 64 memorised MNIST items every target but FID and speed; on 1,024 items every target but speed;
+  on 64 memorised CIFAR-10 items and on 256 items every target but speed.
+- Not met anywhere: speed (2x to 97x against 185x and 284x: the recipes here are 5 or 25 epochs or a 256- to
+  4,096-image subset, so retraining itself takes 1 to 6 minutes). CIFAR-10 class FID at the 25-epoch recipe
+  (today's default 1.54x/1.63x; the item rates 1.68x/1.73x). MNIST class at the 25-epoch recipe (above). On
+  64 memorised MNIST items FID (1.11x/1.19x): the generator must move there, and every variant that moves it
+  costs FID (fine-tuning too).
+- D's finish for item requests (`item_d_finish`, the item default since 2026-12-05; measured first
   2026-12-04 on 64 memorised CIFAR-10 items, new originals). The default's fake label lowers a memorising D's
   scores of the items without changing their rank among unseen images, and a D trained on the logit target
   throughout (`cascaded-equal-lr-matched-logits`) lets the run stop before the generator moves. The finish
@@ -359,7 +417,7 @@ READING = """What the targets table says (measured 2026-12-01 to 2026-12-04; the
   0.058; the default 0.423), D's held-out acceptance 0.6 to 6.5 points above the original's 0%, and the
   generator bit for bit the default's (FID 1.11x/1.14x, as the default). A first version ran the finish
   before the end-of-run step back, which then restored the unfinished D on every seed; the test now pins the
-  order. Not yet measured on MNIST items, so not the default.
+  order.
 - CIFAR-10 class at the 25-epoch recipe (measured 2026-12-04; the CIFAR-10 class rows come from this run).
   Retraining takes 342 ± 3 s here. With an oracle and judge trained 15 epochs (65% and 61%; 2 epochs gave
   47% and 43%, too weak to read a forget rate), the judge reads the original's forget rate 3.17 ± 1.65
@@ -535,6 +593,13 @@ def main() -> None:
                 ("bench_gan_memorising_finish_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish_auc_cpu.json", gan_section),
+                ("bench_gan_cifar_memorising_gate2_cpu.json", gan_section),
+                ("bench_gan_cifar_memorising_gate_cpu.json", gan_section),
+                ("bench_gan_cifar_memorising_finish2_cpu.json", gan_section),
+                ("bench_gan_memorising_gate_cpu.json", gan_section),
+                ("bench_gan_memorising_finish2_cpu.json", gan_section),
+                ("bench_gan_memorising_256_gate_cpu.json", gan_section),
+                ("bench_gan_memorising_1024_gate_cpu.json", gan_section),
                 ("bench_gan_memorising_256_finish_auc_cpu.json", gan_section),
                 ("bench_gan_cifar_items_uncalibrated_cpu.json", gan_section),
                 ("bench_speedup.json", speedup_section),
