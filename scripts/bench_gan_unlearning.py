@@ -64,7 +64,8 @@ VARIANTS = {
     # D's finish (the item default since 2026-12-05): the rounds as before (the generator moves under the
     # fake-label D), then D alone on the logit target until its rule holds: the D handed back forgets the items'
     # ranks, which the fake label leaves. "cascaded-d-finish" names it in the runs that measured it (it repeats
-    # the default now and is skipped); "cascaded-no-d-finish" is the default before
+    # the default now and is skipped); "cascaded-no-d-finish" runs the rounds without it (the gate needs the
+    # finish, so it does not apply there)
     "cascaded-d-finish": {"item_d_finish": 300},
     "cascaded-no-d-finish": {"item_d_finish": 0},
     # the generator gate (the item default since 2026-12-05): no rounds where the original generator comes no

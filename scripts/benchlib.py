@@ -104,7 +104,7 @@ def reused(path: Path, u: dict) -> dict:
     """What a run reused from an earlier benchmark says of itself: the record's account of the run (not its
     per-check history, which only the run's own summary holds)."""
     keep = ("method", "seconds", "rounds", "stopping_reason", "forgotten", "seconds_by_phase", "backoffs",
-            "restored_healthy_state", "drift_limit", "guard_spread", "device", "runtime")
+            "restored_healthy_state", "drift_limit", "guard_spread", "device", "runtime", "finish", "generator_gate")
     return {**{k: u[k] for k in keep if k in u}, "reused_from": str(path), "made": u["time"]}
 
 

@@ -354,9 +354,9 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
 @pytest.mark.parametrize("nn_auc, rounds", [(0.56, True), (0.55, False)])
 def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, rounds):
     """A generator read above 1/2 + auc_margin gets the rounds (and is moved by them); at the margin it gets none.
-    Without the gate the reading is never taken."""
+    Without the gate, or without D's finish to hand the request to, the reading is never taken."""
     G, D, C, train, test = tiny
-    unguarded = dict(FAST, max_rounds=2, min_rounds=5, item_d_finish=0, max_drift=1.0, max_real_accuracy_drop=1.0,
+    unguarded = dict(FAST, max_rounds=2, min_rounds=5, item_d_finish=1, max_drift=1.0, max_real_accuracy_drop=1.0,
                      min_class_keep=0.0)  # no check, and no step back at the end: the rounds' generator is handed back
     make = lambda **o: METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,  # noqa: E731
                                            UnlearnConfig.of(**{**unguarded, **o}), oracle=C, held_out=test)
@@ -367,9 +367,10 @@ def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, 
     assert r.summary["rounds"] == (2 if rounds else 0)
     moved = any(not torch.equal(v, G.state_dict()[k]) for k, v in r.generator.state_dict().items())
     assert moved == rounds
-    plain = make(item_generator_gate=False)
-    plain.generator_membership_auc = lambda *a, **k: pytest.fail("read without the gate")
-    assert plain.run().summary["generator_gate"] is None
+    for off in (dict(item_generator_gate=False), dict(item_d_finish=0)):  # no gate, or no finish to hand over to
+        plain = make(**off)
+        plain.generator_membership_auc = lambda *a, **k: pytest.fail("read without the gate")
+        assert plain.run().summary["generator_gate"] is None
 
 
 def test_fine_tuning_is_never_gated(tiny):
@@ -415,7 +416,7 @@ def test_a_finish_that_never_comes_back_within_the_acceptance_limit_hands_back_t
 
 
 def test_the_finish_stops_on_the_auc_whatever_rule_the_rounds_used(tiny):
-    """The mean rule holding (d_reached) does not end the finish; the AUC at 1/2 + auc_margin does, and the D
+    """The mean rule holding (d_reached) does not end the finish; the AUC within auc_margin of 1/2 does, and the D
     handed back is the one of that step."""
     readings = [_reading(0.73, d_reached=True), _reading(0.6, d_reached=True), _reading(0.54)]
     m, after_step = _scripted_finish(tiny, readings, item_rule="mean", auc_margin=0.05)

@@ -124,8 +124,8 @@ class CascadedUnlearning(GANUnlearningMethod):
         the oracle's features: an oracle trained on the items places them apart from unseen images by itself
         (the tiny test GAN, one epoch on 512 images, read 0.61 in its oracle's features)."""
         stop = self.config.stopping
-        if self.request.kind != "item" or not stop.item_generator_gate:
-            return None
+        if self.request.kind != "item" or not stop.item_generator_gate or self.config.cascade.item_d_finish <= 0:
+            return None  # without D's finish a skipped run would hand back the original unchanged
         nn_auc = self.generator_membership_auc(stop.check_samples, pixels=True)
         return {"nn_auc": round(nn_auc, 4), "rounds": nn_auc > 0.5 + stop.auc_margin}
 

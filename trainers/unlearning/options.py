@@ -198,7 +198,9 @@ class StoppingOptions:
     item_rule: str = param("mean", Range(choices=ITEM_RULES),
                            "item requests stop when D's mean score on the items is at most its mean on held-out "
                            "images (mean), or its membership AUC is at most 1/2 + auc_margin (auc)")
-    auc_margin: float = param(0.05, Range(0, 0.5), "the auc item rule's allowance above 1/2")
+    auc_margin: float = param(0.05, Range(0, 0.5), "the auc item rule's allowance above 1/2, the generator gate's "
+                                                  "and item_generator_rule's too; D's finish ends within it of 1/2 "
+                                                  "either way")
     item_generator_rule: bool = param(False, BOOL,
                                       "item requests: also require the generator's samples to come no closer to the "
                                       "items than to held-out images (nearest-sample AUC in the oracle's features, "
@@ -211,7 +213,8 @@ class StoppingOptions:
                                       "items than to unseen images, so no rounds run and only D's finish acts. On "
                                       "64 memorised CIFAR-10 items (NN AUC 0.51) the rounds raised FID to 1.24x "
                                       "retrain's and the gate kept the original's in 0.8 s; on 64 memorised MNIST "
-                                      "items (0.61) it let the rounds run")
+                                      "items (0.61) it let the rounds run. Only with item_d_finish > 0: without "
+                                      "the finish a skipped run would change nothing")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
     calibrate_d: bool = param(True, BOOL,
