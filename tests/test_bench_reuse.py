@@ -16,10 +16,9 @@ from gan_unlearn.forget import ForgetRequest  # noqa: E402
 from gan_unlearn.workflows.unlearning import unlearn_checkpoint  # noqa: E402
 from trainers.unlearning import UnlearnConfig  # noqa: E402
 
-# item requests' rounds are what these tests exercise: the tiny GAN shows its items no more than unseen images,
-# so the generator gate (on by default) would skip them
-FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
-            precision="fp32", channels_last=False, max_rounds=2, item_generator_gate=False)
+from .test_cascaded import FAST as CASCADE_FAST  # noqa: E402  (gate off)
+
+FAST = {**CASCADE_FAST, "max_rounds": 2}
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,8 @@ from gan_unlearn.forget import ForgetRequest
 from metrics.forgetting import discriminator_logits
 from trainers.unlearning import METHODS, UnlearnConfig
 
-# item requests' rounds are what these tests exercise: the tiny GAN shows its items no more than unseen images,
-# so the generator gate (on by default) would skip them
-FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
-            precision="fp32", channels_last=False, item_generator_gate=False)
+from .test_cascaded import FAST  # the tiny cascade's config, the generator gate off
+
 ITEMS = ForgetRequest.for_items(range(0, 256, 8))
 
 

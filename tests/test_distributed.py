@@ -21,7 +21,7 @@ from gan_unlearn.checkpoint import load_checkpoint
 from gan_unlearn.data import load_dataset
 from trainers.classifier import ClassifierConfig, train_classifier
 from trainers.gan import GANConfig, train_gan
-from trainers.loop import TrainingInterrupted, resume_path
+from trainers.loop import resume_path
 
 CPU = torch.device("cpu")
 GAN = dict(epochs=2, batch_size=32, width=8, precision="fp32", channels_last=False, seed=3)

@@ -13,10 +13,7 @@ from metrics.membership import auc
 from trainers.losses import bce, rank_matched_bce, rank_matched_logits
 from trainers.unlearning import METHODS, UnlearnConfig, unlearn
 
-# item requests' rounds are what these tests exercise: the tiny GAN shows its items no more than unseen images,
-# so the generator gate (on by default) would skip them
-FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
-            precision="fp32", channels_last=False, item_generator_gate=False)
+from .test_cascaded import FAST  # the tiny cascade's config, the generator gate off
 
 
 def test_rank_matched_bce_has_no_gradient_where_the_distributions_agree():
@@ -317,7 +314,8 @@ def test_the_d_finish_brings_d_to_its_rule_and_leaves_the_generator_as_the_round
     (plain, finished), membership = _finish_runs(tiny)
     assert plain.summary["finish"] is None and not plain.summary["forgotten"]
     assert finished.summary["finish"]["reached"] and finished.summary["finish"]["steps"] > 0
-    assert finished.summary["after"]["d_auc"] <= 0.55  # the finish's rule: the AUC, whatever item_rule says
+    assert abs(finished.summary["after"]["d_auc"] - 0.5) <= 0.05  # the finish's rule, whatever item_rule says
+    assert finished.summary["forgotten"]  # held to that rule
     g_plain, g_finished = plain.generator.state_dict(), finished.generator.state_dict()
     assert all(torch.equal(g_plain[k], g_finished[k]) for k in g_plain)
     assert membership(plain.discriminator) > 0.8
@@ -434,8 +432,29 @@ def test_the_finish_goes_on_past_an_overshoot_below_one_half(tiny):
     m, after_step = _scripted_finish(tiny, readings, auc_margin=0.05)
     assert m.finish() == {"steps": 2, "kept": 2, "reached": True, "limited": None}
     assert all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
-    m, _ = _scripted_finish(tiny, [_reading(0.9), _reading(0.40), _reading(0.30)], item_d_finish=2)
-    assert m.finish() == {"steps": 2, "kept": 2, "reached": False, "limited": None}
+
+
+def test_a_finish_whose_steps_run_out_hands_back_the_step_nearest_one_half(tiny):
+    """Steps spent past an overshoot (0.40, then 0.30), every one within the acceptance limits: D is the one of
+    the step nearest 1/2 (0.40), not the last one, and the account says why the last was given up."""
+    m, after_step = _scripted_finish(tiny, [_reading(0.9), _reading(0.40), _reading(0.30)], item_d_finish=2)
+    assert m.finish() == {"steps": 2, "kept": 1, "reached": False,
+                          "limited": "membership AUC 0.300, farther from 1/2 than step 1's 0.400"}
+    assert all(torch.equal(after_step[0][k], v) for k, v in m.D.state_dict().items())
+    assert not all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
+
+
+def test_after_a_finish_d_readings_hold_d_to_the_finish_rule_not_the_rounds(tiny):
+    """The rounds' mean rule (item_rule="mean") holds for a D that ranks the items far below unseen images; once
+    the finish has run, D's readings (and so the run's ``forgotten``) hold it to |AUC - 1/2| <= auc_margin."""
+    m, _ = _scripted_finish(tiny, [_reading(0.9), _reading(0.47)], item_rule="mean", auc_margin=0.05)
+    assert m.d_rule is None  # before the finish: the rounds' rule
+    assert m.finish()["reached"]
+    assert [m.d_rule(_reading(a)) for a in (0.30, 0.44, 0.47, 0.54, 0.56, 0.9)] == \
+        [False, False, True, True, False, False]
+    del m.d_reading  # the method's own reading of the real D
+    m.d_rule = lambda r: "the finish's"
+    assert m.d_reading()["d_reached"] == "the finish's"
 
 
 def test_a_finish_goes_on_through_an_acceptance_excursion_and_stops_where_both_hold(tiny):
@@ -448,9 +467,10 @@ def test_a_finish_goes_on_through_an_acceptance_excursion_and_stops_where_both_h
     assert all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
 
 
-def test_a_finish_whose_steps_run_out_outside_the_limit_hands_back_the_last_step_within_it(tiny):
+def test_a_finish_whose_steps_run_out_outside_the_limit_hands_back_a_step_within_it(tiny):
     """D may gain at most max_real_accuracy_drop of held-out acceptance over the original's (10% here): the
-    steps are spent at 31%, so D is the one after the last step within the limit (19%), not the last one."""
+    steps are spent at 31%, so D is the one of the step within the limit nearest 1/2 (0.7 at 19%), not the last
+    one (0.5 at 31%)."""
     readings = [_reading(0.9), _reading(0.8, accepts=0.15), _reading(0.7, accepts=0.19), _reading(0.5, accepts=0.31)]
     m, after_step = _scripted_finish(tiny, readings, max_real_accuracy_drop=0.1, item_d_finish=3)
     assert m.finish() == {"steps": 3, "kept": 2, "reached": False,

@@ -169,6 +169,7 @@ class GANUnlearningMethod:
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
         self.reference: dict | None = None  # the original models' stopping-rule readings
+        self.d_rule = None  # whether a D reading meets D's rule, where a finish set its own (else item_rule's)
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -266,7 +267,9 @@ class GANUnlearningMethod:
                 out["d_real_accuracy"] < self.reference["d_real_accuracy"] - stop.max_real_accuracy_drop:
             out["d_degenerate"] = (f"D accepts {100 * out['d_real_accuracy']:.0f}% of held-out real images "
                                    f"(originally {100 * self.reference['d_real_accuracy']:.0f}%)")
-        if stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
+        if self.d_rule is not None:  # a finish's rule, once it has run
+            out["d_reached"] = self.d_rule(out)
+        elif stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
             out["d_reached"] = out["d_auc"] <= 0.5 + stop.auc_margin
         else:
             out["d_reached"] = out["d_score_forgotten"] <= out["d_score_held_out"]

@@ -169,26 +169,34 @@ class CascadedUnlearning(GANUnlearningMethod):
         held after the rounds with the AUC at 0.73). D is read after every step. Its acceptance may leave the
         limits on the way: on 64 memorised CIFAR-10 items the first step took it from 0-1% to 13-28%, and the
         rule then held within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the
-        last step that kept within the limits (the state before the finish if none did). The account: steps
-        taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``) and, when the last
-        step was given up, why (``limited``)."""
+        step within the limits whose AUC was nearest 1/2 (the state before the finish if none was within them).
+        The account: steps taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``)
+        and, when the last step was given up, why (``limited``). From then on D's readings hold it to the
+        finish's rule, so the run's ``forgotten`` agrees with ``reached`` whatever ``item_rule`` the rounds used."""
         k, stop = self.config.cascade, self.config.stopping
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
-        reached = lambda r: abs(r["d_auc"] - 0.5) <= stop.auc_margin  # noqa: E731
+        distance = lambda r: abs(r["d_auc"] - 0.5)  # noqa: E731
         reading = self.d_reading()
-        kept = (0, reading, self._snapshot(D_STATE))  # the last state within the limits: (step, reading, state)
+        # the state within the limits nearest the rule: (distance, step, reading, state); the start is kept if none is
+        kept = (distance(reading) if self.acceptance_problem(reading) is None else float("inf"), 0, reading,
+                self._snapshot(D_STATE))
         steps = 0
-        while not (reached(reading) and self.acceptance_problem(reading) is None) and steps < k.item_d_finish:
+        while not (distance(reading) <= stop.auc_margin and self.acceptance_problem(reading) is None) \
+                and steps < k.item_d_finish:
             self.finish_step()
             steps, reading = steps + 1, self.d_reading()
-            if self.acceptance_problem(reading) is None:
-                kept = (steps, reading, self._snapshot(D_STATE))
+            if self.acceptance_problem(reading) is None and distance(reading) <= kept[0]:
+                kept = (distance(reading), steps, reading, self._snapshot(D_STATE))
+        kept = kept[1:]
+        self.d_rule = lambda r: distance(r) <= stop.auc_margin  # the final reading's, so ``forgotten`` is this rule
         limited = None
         if kept[0] != steps:
-            limited = self.acceptance_problem(reading)
+            limited = self.acceptance_problem(reading) or \
+                f"membership AUC {reading['d_auc']:.3f}, farther from 1/2 than step {kept[0]}'s {kept[1]['d_auc']:.3f}"
             self._load(kept[2])
-        return {"steps": steps, "kept": kept[0], "reached": bool(reached(kept[1])), "limited": limited}
+        return {"steps": steps, "kept": kept[0], "reached": bool(distance(kept[1]) <= stop.auc_margin),
+                "limited": limited}
 
     def acceptance_problem(self, reading: dict) -> str | None:
         """Why D's acceptance of held-out real images is outside the limits (a drop, ``d_reading``'s

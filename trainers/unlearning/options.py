@@ -131,7 +131,7 @@ class CascadeOptions:
                                "which the items are matched to held-out images' logits (the held-out-logits "
                                "target) until D's membership AUC is within auc_margin of 1/2 with its held-out "
                                "acceptance within max_real_accuracy_drop of the original's either way, D read "
-                               "after each step (steps spent: the last step within the limits); the generator "
+                               "after each step (steps spent: the step within the limits nearest 1/2); the generator "
                                "left as the rounds left it (0: none; its steps are counted in the summary's "
                                "finish, not in d_steps). The rounds alone left a memorising D's membership AUC "
                                "at 0.61-0.98 (3-seed means, memorised MNIST and CIFAR-10 items); no step where "
