@@ -444,6 +444,18 @@ def test_a_finish_whose_steps_run_out_hands_back_the_step_nearest_one_half(tiny)
     assert not all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
 
 
+def test_a_finish_read_every_second_step_reads_d_half_as_often_and_stops_on_a_read_step(tiny):
+    """item_d_finish_every=2: D is read before the finish and after steps 2 and 4 only; the rule holds at the
+    second reading, so the finish ends after 4 steps with that step's D. With 5 steps allowed, the last reading
+    comes after the fifth step (the budget), not after a sixth."""
+    m, after_step = _scripted_finish(tiny, [_reading(0.9), _reading(0.7), _reading(0.52)], item_d_finish_every=2)
+    assert m.finish() == {"steps": 4, "kept": 4, "reached": True, "limited": None}
+    assert len(after_step) == 4 and all(torch.equal(after_step[-1][k], v) for k, v in m.D.state_dict().items())
+    m, after_step = _scripted_finish(tiny, [_reading(0.9), _reading(0.8), _reading(0.7), _reading(0.6)],
+                                     item_d_finish=5, item_d_finish_every=2)
+    assert m.finish() == {"steps": 5, "kept": 5, "reached": False, "limited": None} and len(after_step) == 5
+
+
 def test_after_a_finish_d_readings_hold_d_to_the_finish_rule_not_the_rounds(tiny):
     """The rounds' mean rule (item_rule="mean") holds for a D that ranks the items far below unseen images; once
     the finish has run, D's readings (and so the run's ``forgotten``) hold it to |AUC - 1/2| <= auc_margin."""

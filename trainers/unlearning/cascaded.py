@@ -160,15 +160,15 @@ class CascadedUnlearning(GANUnlearningMethod):
         """``item_d_finish``: discriminator-only steps after the rounds, the items matched to held-out images'
         logits, until D's membership AUC is within ``auc_margin`` of 1/2 (either way: items ranked below unseen
         images are told apart too) with its acceptance of held-out real images within ``max_real_accuracy_drop``
-        of the original's (either way), or the steps are spent. The
-        rounds' fake label lowers a memorising D's scores of the items without changing their rank among unseen
-        images, and a D trained on the logit target throughout lets the generator stop where it was; here the
-        generator moves under the rounds' D and the D handed back then forgets the items.
+        of the original's (either way), or the steps are spent. The rounds' fake label lowers a memorising D's
+        scores of the items without changing their rank among unseen images, and a D trained on the logit target
+        throughout lets the generator stop where it was; here the generator moves under the rounds' D and the D
+        handed back then forgets the items.
 
         The AUC decides whatever ``item_rule`` the rounds stopped on (on 64 memorised MNIST items the mean rule
-        held after the rounds with the AUC at 0.73). D is read after every step. Its acceptance may leave the
-        limits on the way: on 64 memorised CIFAR-10 items the first step took it from 0-1% to 13-28%, and the
-        rule then held within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the
+        held after the rounds with the AUC at 0.73). D is read after every ``item_d_finish_every`` steps (and after
+        the last). Its acceptance may leave the limits on the way: on 64 memorised CIFAR-10 items the first step
+        took it from 0-1% to 13-28%, and the rule then held within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the
         step within the limits whose AUC was nearest 1/2 (the state before the finish if none was within them).
         The account: steps taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``)
         and, when the last step was given up, why (``limited``). From then on D's readings hold it to the
@@ -184,8 +184,9 @@ class CascadedUnlearning(GANUnlearningMethod):
         steps = 0
         while not (distance(reading) <= stop.auc_margin and self.acceptance_problem(reading) is None) \
                 and steps < k.item_d_finish:
-            self.finish_step()
-            steps, reading = steps + 1, self.d_reading()
+            for _ in range(min(k.item_d_finish_every, k.item_d_finish - steps)):
+                self.finish_step()
+            steps, reading = min(steps + k.item_d_finish_every, k.item_d_finish), self.d_reading()
             if self.acceptance_problem(reading) is None and distance(reading) <= kept[0]:
                 kept = (distance(reading), steps, reading, self._snapshot(D_STATE))
         kept = kept[1:]
