@@ -80,7 +80,8 @@ VARIANTS = {
     "cascaded-no-generator-gate": {"item_generator_gate": False},
     "cascaded-no-gate-no-d-finish": {"item_generator_gate": False, "item_d_finish": 0},  # items: before 2026-12-05
     # D read after every 2nd or 4th finish step: a reading costs about 2/3 of a step (64 memorised CIFAR-10 items,
-    # where a gated run spent 0.97 s of 1.45 s in the finish), and the finish took 8-11 steps
+    # where a gated run spent 0.97 s of 1.45 s in the finish), and the finish took 8-11 steps. Measured there (3
+    # seeds, AMD EPYC): 1.72 s and 2.08 s against 1.64 s, the finish overshooting into more steps (11 -> 18, 40)
     "cascaded-finish-read-2": {"item_d_finish_every": 2},
     "cascaded-finish-read-4": {"item_d_finish_every": 4},
     # D's threshold read and handed back raw (before calibrate_d): continued training moves it by itself

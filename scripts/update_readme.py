@@ -192,6 +192,28 @@ CAPTIONS = {
                                           "every seed, so the default and `cascaded-no-generator-gate` are the "
                                           "same run but for the gate's reading. Rows renamed as above; code of "
                                           "58c99ac; 2 Intel Xeon cores with AMX, bf16, made 2026-12-05.",
+    "bench_gan_memorising_variants_amd_cpu.json": "64 memorised MNIST items (the 64-item recipe; new originals on "
+                                                  "2 AMD EPYC cores with AVX512-BF16, bf16, made 2026-12-06 at "
+                                                  "ea1c8eb) with the generator variants tried for the FID miss. The "
+                                                  "gate read 0.64, 0.54 and 0.60: seed 1 ran no rounds (2.2 s, "
+                                                  "128x), so every variant's spread mixes gated and ungated seeds. "
+                                                  "`cascaded-ema-0.99` left D as the default did and FID at "
+                                                  "1.01x/1.07x retrain's (default 1.07x/1.16x), but the items' NN "
+                                                  "AUC 0.054 above retrain's in pixels (default 0.043): not the "
+                                                  "default on 3 seeds of one setting. At equal rates (lr_d 1e-3) "
+                                                  "D's finish ran its 300 steps on the gated seed without coming "
+                                                  "back within the acceptance limit (27% of held-out images "
+                                                  "accepted against 2%).",
+    "bench_gan_cifar_memorising_finish_read_amd_cpu.json": "64 memorised CIFAR-10 items (new originals on 2 AMD "
+                                                           "EPYC cores with AVX512-BF16, bf16, made 2026-12-06 at "
+                                                           "the commit after ea1c8eb): D read after every finish "
+                                                           "step (the default), every 2nd or every 4th. The gate "
+                                                           "ran no rounds on any seed. Reading less often did not "
+                                                           "pay: the finish then overshot and needed more steps "
+                                                           "(seed 1: 11 steps read every step, 18 every 2nd, 40 "
+                                                           "every 4th), 1.64 s against 1.72 s and 2.08 s. The "
+                                                           "default's 70x here is against a 114 s retrain (77 s "
+                                                           "on the Intel cores above).",
     "bench_gan_memorising_finish2_cpu.json": "The same originals and retrains as the run above, at 56182a7: "
                                              "`cascaded` without the finish, `cascaded-d-finish` with it.",
     "bench_gan_memorising_1024_gate_cpu.json": "1,024 MNIST items (a 4,096-image subset, 75 epochs; new originals) "
@@ -594,9 +616,11 @@ def main() -> None:
                 ("bench_gan_cifar_memorising_finish_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish_auc_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_gate2_cpu.json", gan_section),
+                ("bench_gan_cifar_memorising_finish_read_amd_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_gate_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish2_cpu.json", gan_section),
                 ("bench_gan_memorising_gate_cpu.json", gan_section),
+                ("bench_gan_memorising_variants_amd_cpu.json", gan_section),
                 ("bench_gan_memorising_finish2_cpu.json", gan_section),
                 ("bench_gan_memorising_256_gate_cpu.json", gan_section),
                 ("bench_gan_memorising_1024_gate_cpu.json", gan_section),

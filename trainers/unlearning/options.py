@@ -138,7 +138,8 @@ class CascadeOptions:
                                "both already hold. Needs 2 or more images in the held-out stopping half")
     item_d_finish_every: int = param(1, COUNT, "finish steps between readings of D (a reading of the items, the "
                                                "check's held-out and the calibration images cost about 2/3 of a "
-                                               "step on 64 memorised CIFAR-10 items, 2 CPU cores)")
+                                               "step on 64 memorised CIFAR-10 items, 2 CPU cores; read less "
+                                               "often, the finish overshot into more steps and took longer)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
