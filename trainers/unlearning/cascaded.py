@@ -168,8 +168,9 @@ class CascadedUnlearning(GANUnlearningMethod):
         The AUC decides whatever ``item_rule`` the rounds stopped on (on 64 memorised MNIST items the mean rule
         held after the rounds with the AUC at 0.73). D is read after every ``item_d_finish_every`` steps (and after
         the last). Its acceptance may leave the limits on the way: on 64 memorised CIFAR-10 items the first step
-        took it from 0-1% to 13-28%, and the rule then held within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the
-        step within the limits whose AUC was nearest 1/2 (the state before the finish if none was within them).
+        took it from 0-1% to 13-28%, and the rule then held within the limits after 20 to 30 steps. If the steps
+        are spent first, D goes back to the step within the limits whose AUC was nearest 1/2 (the state before the
+        finish if none was within them).
         The account: steps taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``)
         and, when the last step was given up, why (``limited``). From then on D's readings hold it to the
         finish's rule, so the run's ``forgotten`` agrees with ``reached`` whatever ``item_rule`` the rounds used."""
@@ -177,27 +178,25 @@ class CascadedUnlearning(GANUnlearningMethod):
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
         distance = lambda r: abs(r["d_auc"] - 0.5)  # noqa: E731
+        reached = lambda r: distance(r) <= stop.auc_margin  # noqa: E731
+        within = lambda r: self.acceptance_problem(r) is None  # noqa: E731
         reading = self.d_reading()
-        # the state within the limits nearest the rule: (distance, step, reading, state); the start is kept if none is
-        kept = (distance(reading) if self.acceptance_problem(reading) is None else float("inf"), 0, reading,
-                self._snapshot(D_STATE))
+        kept = (0, reading, self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
         steps = 0
-        while not (distance(reading) <= stop.auc_margin and self.acceptance_problem(reading) is None) \
-                and steps < k.item_d_finish:
-            for _ in range(min(k.item_d_finish_every, k.item_d_finish - steps)):
+        while not (reached(reading) and within(reading)) and steps < k.item_d_finish:
+            n = min(k.item_d_finish_every, k.item_d_finish - steps)
+            for _ in range(n):
                 self.finish_step()
-            steps, reading = min(steps + k.item_d_finish_every, k.item_d_finish), self.d_reading()
-            if self.acceptance_problem(reading) is None and distance(reading) <= kept[0]:
-                kept = (distance(reading), steps, reading, self._snapshot(D_STATE))
-        kept = kept[1:]
-        self.d_rule = lambda r: distance(r) <= stop.auc_margin  # the final reading's, so ``forgotten`` is this rule
+            steps, reading = steps + n, self.d_reading()
+            if within(reading) and (not within(kept[1]) or distance(reading) <= distance(kept[1])):
+                kept = (steps, reading, self._snapshot(D_STATE))
+        self.d_rule = reached  # the final reading's, so the run's ``forgotten`` is this rule
         limited = None
         if kept[0] != steps:
             limited = self.acceptance_problem(reading) or \
                 f"membership AUC {reading['d_auc']:.3f}, farther from 1/2 than step {kept[0]}'s {kept[1]['d_auc']:.3f}"
             self._load(kept[2])
-        return {"steps": steps, "kept": kept[0], "reached": bool(distance(kept[1]) <= stop.auc_margin),
-                "limited": limited}
+        return {"steps": steps, "kept": kept[0], "reached": bool(reached(kept[1])), "limited": limited}
 
     def acceptance_problem(self, reading: dict) -> str | None:
         """Why D's acceptance of held-out real images is outside the limits (a drop, ``d_reading``'s

@@ -131,11 +131,12 @@ class CascadeOptions:
                                "which the items are matched to held-out images' logits (the held-out-logits "
                                "target) until D's membership AUC is within auc_margin of 1/2 with its held-out "
                                "acceptance within max_real_accuracy_drop of the original's either way, D read "
-                               "after each step (steps spent: the step within the limits nearest 1/2); the generator "
-                               "left as the rounds left it (0: none; its steps are counted in the summary's "
-                               "finish, not in d_steps). The rounds alone left a memorising D's membership AUC "
-                               "at 0.61-0.98 (3-seed means, memorised MNIST and CIFAR-10 items); no step where "
-                               "both already hold. Needs 2 or more images in the held-out stopping half")
+                               "every item_d_finish_every steps (steps spent: the step within the limits nearest "
+                               "1/2); the generator left as the rounds left it (0: none; its steps are counted "
+                               "in the summary's finish, not in d_steps). The rounds alone left a memorising D's "
+                               "membership AUC at 0.61-0.98 (3-seed means, memorised MNIST and CIFAR-10 items); "
+                               "no step where both already hold. Needs 2 or more images in the held-out stopping "
+                               "half")
     item_d_finish_every: int = param(1, COUNT, "finish steps between readings of D (a reading of the items, the "
                                                "check's held-out and the calibration images cost about 2/3 of a "
                                                "step on 64 memorised CIFAR-10 items, 2 CPU cores; read less "
