@@ -20,7 +20,7 @@ from .test_cli import assert_clean_failure, listing, run
 # item requests' rounds are what these tests exercise: the tiny GAN shows its items no more than unseen images,
 # so the generator gate (on by default) would skip them
 FAST = dict(pool_size=256, check_samples=200, target_pool=500, held_out=200, batch_size=16, forget_batch=8,
-            precision="fp32", channels_last=False, item_generator_gate=False)
+            item_gate_samples=200, precision="fp32", channels_last=False, item_generator_gate=False)
 
 
 def test_nearest_neighbours_match_brute_force():

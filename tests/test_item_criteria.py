@@ -351,16 +351,17 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
 
 @pytest.mark.parametrize("nn_auc, rounds", [(0.56, True), (0.55, False)])
 def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, rounds):
-    """A generator read above 1/2 + auc_margin gets the rounds (and is moved by them); at the margin it gets none.
-    Without the gate, or without D's finish to hand the request to, the reading is never taken."""
+    """A generator read above 1/2 + auc_margin (on item_gate_samples samples, in pixels) gets the rounds (and is
+    moved by them); at the margin it gets none. Without the gate, or without D's finish to hand the request to, the reading is never taken."""
     G, D, C, train, test = tiny
     unguarded = dict(FAST, max_rounds=2, min_rounds=5, item_d_finish=1, max_drift=1.0, max_real_accuracy_drop=1.0,
                      min_class_keep=0.0)  # no check, and no step back at the end: the rounds' generator is handed back
     make = lambda **o: METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,  # noqa: E731
                                            UnlearnConfig.of(**{**unguarded, **o}), oracle=C, held_out=test)
-    m = make(item_generator_gate=True, auc_margin=0.05)
-    m.generator_membership_auc = lambda samples, pixels=False: nn_auc
+    m, asked = make(item_generator_gate=True, auc_margin=0.05, item_gate_samples=123), []
+    m.generator_membership_auc = lambda samples, pixels=False: asked.append((samples, pixels)) or nn_auc
     r = m.run()
+    assert asked[0] == (123, True)  # the gate's own sample count, in pixels
     assert r.summary["generator_gate"] == {"nn_auc": nn_auc, "rounds": rounds}
     assert r.summary["rounds"] == (2 if rounds else 0)
     moved = any(not torch.equal(v, G.state_dict()[k]) for k, v in r.generator.state_dict().items())
@@ -456,16 +457,33 @@ def test_a_finish_read_every_second_step_reads_d_half_as_often_and_stops_on_a_re
     assert m.finish() == {"steps": 5, "kept": 5, "reached": False, "limited": None} and len(after_step) == 5
 
 
+def test_the_finish_steps_at_item_d_finish_lr_times_the_rounds_rate_and_hands_the_rounds_rate_back(tiny):
+    """item_d_finish_lr=4: every finish step runs at four times D's rate when the finish began (a rate the guard
+    had halved stays halved), and afterwards D's optimiser is back at that rate, also when the state before the
+    finish is handed back."""
+    for readings, kept in (([_reading(0.9), _reading(0.7), _reading(0.52)], 2),
+                           ([_reading(0.9)] + [_reading(0.8, d_degenerate="D accepts 0%")] * 2, 0)):
+        m, _ = _scripted_finish(tiny, readings, item_d_finish=2, item_d_finish_lr=4.0)
+        for group in m.opt_d.param_groups:
+            group["lr"] = m.lr_d / 2
+        rates, step = [], m.finish_step
+        m.finish_step = lambda: rates.append([g["lr"] for g in m.opt_d.param_groups]) or step()
+        assert m.finish()["kept"] == kept
+        assert rates and all(r == [2 * m.lr_d] * len(m.opt_d.param_groups) for r in rates)
+        assert [g["lr"] for g in m.opt_d.param_groups] == [m.lr_d / 2] * len(m.opt_d.param_groups)
+
+
 def test_after_a_finish_d_readings_hold_d_to_the_finish_rule_not_the_rounds(tiny):
     """The rounds' mean rule (item_rule="mean") holds for a D that ranks the items far below unseen images; once
     the finish has run, D's readings (and so the run's ``forgotten``) hold it to |AUC - 1/2| <= auc_margin."""
     m, _ = _scripted_finish(tiny, [_reading(0.9), _reading(0.47)], item_rule="mean", auc_margin=0.05)
-    assert m.d_rule is None  # before the finish: the rounds' rule
+    scores = dict(d_score_forgotten=0.1, d_score_held_out=0.2)  # the mean rule holds for every reading below
+    assert [m.d_rule_holds(_reading(a, **scores)) for a in (0.30, 0.9)] == [True, True]  # before: the rounds' rule
     assert m.finish()["reached"]
-    assert [m.d_rule(_reading(a)) for a in (0.30, 0.44, 0.47, 0.54, 0.56, 0.9)] == \
+    assert [m.d_rule_holds(_reading(a, **scores)) for a in (0.30, 0.44, 0.47, 0.54, 0.56, 0.9)] == \
         [False, False, True, True, False, False]
     del m.d_reading  # the method's own reading of the real D
-    m.d_rule = lambda r: "the finish's"
+    m.finish_rule = lambda r: "the finish's"
     assert m.d_reading()["d_reached"] == "the finish's"
 
 

@@ -169,7 +169,6 @@ class GANUnlearningMethod:
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
         self.reference: dict | None = None  # the original models' stopping-rule readings
-        self.d_rule = None  # whether a D reading meets D's rule, where a finish set its own (else item_rule's)
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -267,13 +266,15 @@ class GANUnlearningMethod:
                 out["d_real_accuracy"] < self.reference["d_real_accuracy"] - stop.max_real_accuracy_drop:
             out["d_degenerate"] = (f"D accepts {100 * out['d_real_accuracy']:.0f}% of held-out real images "
                                    f"(originally {100 * self.reference['d_real_accuracy']:.0f}%)")
-        if self.d_rule is not None:  # a finish's rule, once it has run
-            out["d_reached"] = self.d_rule(out)
-        elif stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
-            out["d_reached"] = out["d_auc"] <= 0.5 + stop.auc_margin
-        else:
-            out["d_reached"] = out["d_score_forgotten"] <= out["d_score_held_out"]
+        out["d_reached"] = self.d_rule_holds(out)
         return out
+
+    def d_rule_holds(self, reading: dict) -> bool:
+        """Whether a reading of D meets ``item_rule`` (a method may hold D to a rule of its own)."""
+        stop = self.config.stopping
+        if stop.item_rule == "auc":  # ranks: a few held-out outliers cannot lift the held-out mean past the items
+            return reading["d_auc"] <= 0.5 + stop.auc_margin
+        return reading["d_score_forgotten"] <= reading["d_score_held_out"]
 
     def _calibration_median(self) -> float:
         return discriminator_logits(self.D, self.calibration_images, self.device, self.precision).median().item()

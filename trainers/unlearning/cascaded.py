@@ -27,6 +27,7 @@ class CascadedUnlearning(GANUnlearningMethod):
 
     name = "cascaded"
     region: ForgetRegion | None = None  # set by ``prepare`` with ``fresh`` substitution
+    finished = False  # set once D's finish has run: its rule is D's from then on (``d_rule_holds``)
 
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
@@ -118,15 +119,16 @@ class CascadedUnlearning(GANUnlearningMethod):
         return stop[:n], stop[n:]
 
     def generator_gate(self) -> dict | None:
-        """``item_generator_gate``: the original generator's nearest-sample membership AUC in pixels, and whether
-        the rounds run (it is above 1/2 + ``auc_margin``); None when not asked. A generator that comes no closer
+        """``item_generator_gate``: the original generator's nearest-sample membership AUC in pixels (over
+        ``item_gate_samples`` samples), and whether the rounds run (it is above 1/2 + ``auc_margin``); None when
+        not asked. A generator that comes no closer
         to the items than to unseen images has nothing to forget, and the rounds would only move it. Pixels, not
         the oracle's features: an oracle trained on the items places them apart from unseen images by itself
         (the tiny test GAN, one epoch on 512 images, read 0.61 in its oracle's features)."""
         stop = self.config.stopping
         if self.request.kind != "item" or not stop.item_generator_gate or self.config.cascade.item_d_finish <= 0:
             return None  # without D's finish a skipped run would hand back the original unchanged
-        nn_auc = self.generator_membership_auc(stop.check_samples, pixels=True)
+        nn_auc = self.generator_membership_auc(stop.item_gate_samples, pixels=True)
         return {"nn_auc": round(nn_auc, 4), "rounds": nn_auc > 0.5 + stop.auc_margin}
 
     def discriminator_batch(self) -> dict:
@@ -156,6 +158,15 @@ class CascadedUnlearning(GANUnlearningMethod):
         self.adversarial = False
         return True
 
+    def finish_rule(self, reading: dict) -> bool:
+        """D's finish ends where its membership AUC is within ``auc_margin`` of 1/2, either way."""
+        return abs(reading["d_auc"] - 0.5) <= self.config.stopping.auc_margin
+
+    def d_rule_holds(self, reading: dict) -> bool:
+        """Once D's finish has run, its rule (so the run's ``forgotten`` agrees with the finish's ``reached``);
+        before, ``item_rule``'s."""
+        return self.finish_rule(reading) if self.finished else super().d_rule_holds(reading)
+
     def finish(self) -> dict | None:
         """``item_d_finish``: discriminator-only steps after the rounds, the items matched to held-out images'
         logits, until D's membership AUC is within ``auc_margin`` of 1/2 (either way: items ranked below unseen
@@ -167,22 +178,23 @@ class CascadedUnlearning(GANUnlearningMethod):
 
         The AUC decides whatever ``item_rule`` the rounds stopped on (on 64 memorised MNIST items the mean rule
         held after the rounds with the AUC at 0.73). D is read after every ``item_d_finish_every`` steps (and after
-        the last). Its acceptance may leave the limits on the way: on 64 memorised CIFAR-10 items the first step
-        took it from 0-1% to 13-28%, and the rule then held within the limits after 20 to 30 steps. If the steps
-        are spent first, D goes back to the step within the limits whose AUC was nearest 1/2 (the state before the
+        the last), its learning rate ``item_d_finish_lr`` times the rounds'. Its acceptance may leave the limits on
+        the way: on 64 memorised CIFAR-10 items the first step took it from 0-1% to 13-28%, and the rule then held
+        within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the step within the limits whose AUC was nearest 1/2 (the state before the
         finish if none was within them).
         The account: steps taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``)
         and, when the last step was given up, why (``limited``). From then on D's readings hold it to the
         finish's rule, so the run's ``forgotten`` agrees with ``reached`` whatever ``item_rule`` the rounds used."""
-        k, stop = self.config.cascade, self.config.stopping
+        k = self.config.cascade
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
-        distance = lambda r: abs(r["d_auc"] - 0.5)  # noqa: E731
-        reached = lambda r: distance(r) <= stop.auc_margin  # noqa: E731
+        distance, reached = lambda r: abs(r["d_auc"] - 0.5), self.finish_rule  # noqa: E731
         within = lambda r: self.acceptance_problem(r) is None  # noqa: E731
         reading = self.d_reading()
         kept = (0, reading, self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
-        steps = 0
+        steps, rates = 0, [group["lr"] for group in self.opt_d.param_groups]
+        for group in self.opt_d.param_groups:
+            group["lr"] *= k.item_d_finish_lr
         while not (reached(reading) and within(reading)) and steps < k.item_d_finish:
             n = min(k.item_d_finish_every, k.item_d_finish - steps)
             for _ in range(n):
@@ -190,12 +202,14 @@ class CascadedUnlearning(GANUnlearningMethod):
             steps, reading = steps + n, self.d_reading()
             if within(reading) and (not within(kept[1]) or distance(reading) <= distance(kept[1])):
                 kept = (steps, reading, self._snapshot(D_STATE))
-        self.d_rule = reached  # the final reading's, so the run's ``forgotten`` is this rule
+        self.finished = True  # D's readings hold it to the finish's rule from now on
         limited = None
         if kept[0] != steps:
             limited = self.acceptance_problem(reading) or \
                 f"membership AUC {reading['d_auc']:.3f}, farther from 1/2 than step {kept[0]}'s {kept[1]['d_auc']:.3f}"
             self._load(kept[2])
+        for group, lr in zip(self.opt_d.param_groups, rates):  # a kept state's optimiser may carry the finish's
+            group["lr"] = lr
         return {"steps": steps, "kept": kept[0], "reached": bool(reached(kept[1])), "limited": limited}
 
     def acceptance_problem(self, reading: dict) -> str | None:

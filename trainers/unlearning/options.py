@@ -141,6 +141,11 @@ class CascadeOptions:
                                                "check's held-out and the calibration images cost about 2/3 of a "
                                                "step on 64 memorised CIFAR-10 items, 2 CPU cores; read less "
                                                "often, the finish overshot into more steps and took longer)")
+    item_d_finish_lr: float = param(1.0, POSITIVE,
+                                    "D's learning rate in the finish, as a multiple of its rate in the rounds "
+                                    "(back to the rounds' rate afterwards): larger steps for a finish whose time is "
+                                    "its steps (8-11 of them, 70 ms each, on 64 memorised CIFAR-10 items, 2 CPU "
+                                    "cores)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
@@ -220,6 +225,8 @@ class StoppingOptions:
                                       "retrain's and the gate kept the original's in 0.8 s; on 64 memorised MNIST "
                                       "items (0.61) it let the rounds run. Only with item_d_finish > 0: without "
                                       "the finish a skipped run would change nothing")
+    item_gate_samples: int = param(2000, COUNT, "samples of the generator gate's reading (2,000 took 0.3 s of a "
+                                                "1.6 s run on 64 memorised CIFAR-10 items, 2 CPU cores)")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
     calibrate_d: bool = param(True, BOOL,
