@@ -21,6 +21,7 @@ STREAMS = {
     "unlearn.guard": "latents of the drift guard",
     "unlearn.guard.spread": "pairs of retained training images whose distance sets the drift guard's scale",
     "unlearn.d_calibration": "retained training images that place D's decision threshold (item requests)",
+    "unlearn.finish.head": "the pools of a finish on D's output layer: held-out images to match, retained images, latents",
     "evaluate.latents": "the evaluation's generated samples (every metric and the downstream training data)",
     "evaluate.beyond": "candidate latents for the probes of forgetting beyond the pool's region",
     "augment.latents": "synthetic datasets drawn for downstream training",

@@ -9,6 +9,7 @@ import torch
 
 from gan_unlearn.forget import ForgetRequest
 from gan_unlearn.heldout import held_out_split
+from metrics.forgetting import discriminator_logits
 from metrics.membership import auc
 from trainers.losses import bce, rank_matched_bce, rank_matched_logits
 from trainers.unlearning import METHODS, UnlearnConfig, unlearn
@@ -347,6 +348,50 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
     shown = test.batch(report[:1000])
     assert abs(auc(torch.sigmoid(r.discriminator(items).flatten()).detach(),
                    torch.sigmoid(r.discriminator(shown).flatten()).detach()) - 0.5) < 0.15
+
+
+def test_output_layer_inputs_read_once_give_d_logits(tiny):
+    """The output layer over its stored inputs gives the whole D's logits of the same images (eval mode, fp32),
+    leaves D's mode as it was, and knows only the sets it read."""
+    from trainers.unlearning.base import output_layer
+    from trainers.unlearning.output_layer import OutputLayerInputs
+
+    _, D, _, train, _ = tiny
+    images, other = train.batch(torch.arange(40)), train.batch(torch.arange(40, 50))
+    D.train()
+    head = OutputLayerInputs(D, output_layer(D, images[:2]), "cpu", "fp32")
+    head.read(images)
+    assert D.training
+    assert torch.allclose(head.logits_of(images), discriminator_logits(D, images), atol=1e-5)
+    assert head.logits_of(images.clone()) is None and head.logits_of(other) is None
+    D.eval()
+
+
+def test_a_finish_on_d_output_layer_moves_that_layer_alone_and_forgets_the_items(tiny, data_root):
+    """item_d_finish_head on a D that memorised 128 items against unseen test images (the gate's case: no round
+    runs): every parameter and buffer of D but its output layer's is the memorising D's bit for bit, the finish
+    reaches its rule, and the whole D handed back ranks the items among the reporting half's images, which
+    neither the finish nor its readings saw."""
+    from gan_unlearn.data import load_dataset
+
+    G, D, C, _, test = tiny
+    train = load_dataset("mnist[:1024]", "train", data_root)
+    req = ForgetRequest.for_items(range(512, 1024, 4))
+    report = held_out_split(len(test))["report"]
+    items = train.batch(req.split(train.labels, 10)[0])
+    D = _memorising_d(D, items, test.batch(report[1000:2000]))
+    shown = test.batch(report[:1000])
+    before = auc(torch.sigmoid(D(items).flatten()).detach(), torch.sigmoid(D(shown).flatten()).detach())
+    r = unlearn(G, D, req, train, oracle=C, held_out=test,
+                config=UnlearnConfig.of(**{**FAST, "item_generator_gate": True}, item_d_finish=300,
+                                        item_d_finish_head=True, max_real_accuracy_drop=1.0))
+    assert r.summary["rounds"] == 0 and r.summary["finish"]["reached"] and r.summary["forgotten"]
+    head = [name for name, _ in D.named_parameters()][-2:]  # the last convolution's weight and bias
+    changed = {k for k, v in r.discriminator.state_dict().items() if not torch.equal(v, D.state_dict()[k])}
+    assert changed == {f"{n}" for n in head}
+    after = auc(torch.sigmoid(r.discriminator(items).flatten()).detach(),
+                torch.sigmoid(r.discriminator(shown).flatten()).detach())
+    assert before > 0.7 and abs(after - 0.5) < 0.15, (before, after)
 
 
 @pytest.mark.parametrize("nn_auc, rounds", [(0.56, True), (0.55, False)])

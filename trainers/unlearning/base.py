@@ -67,7 +67,7 @@ class PhaseTimer:
 
 
 @torch.no_grad()
-def output_layer(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+def output_layer(model: torch.nn.Module, example: torch.Tensor, needed_by: str = "calibrate_d") -> torch.nn.Module:
     """The Conv2d or Linear layer whose output, only reshaped, is ``model``'s output (its logits), found by
     running ``example`` through it: the last such layer to run, not the last registered, and checked, so that
     a bias added there shifts every logit by exactly that much. A ``UserError`` when there is none (a final
@@ -87,8 +87,8 @@ def output_layer(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Modu
         layer, last = ran[0]
         if layer.bias is not None and last.numel() == out.numel() and torch.equal(last.reshape(out.shape), out):
             return layer
-    raise UserError("calibrate_d needs a discriminator whose output is its last convolution's or linear layer's, "
-                    "with a bias (it shifts D's threshold there); set calibrate_d=false")
+    raise UserError(f"{needed_by} needs a discriminator whose output is its last convolution's or linear layer's, "
+                    f"with a bias; set {needed_by}=false")
 
 
 def share_plateaued(readings: list[tuple[float, int]], checks: int, z: float) -> bool:
@@ -256,8 +256,7 @@ class GANUnlearningMethod:
         holds (``d_reached``) and, if it lost too much acceptance, why (``d_degenerate``)."""
         stop, out = self.config.stopping, {}
         shift = self.threshold_shift()
-        forgotten, held = (torch.sigmoid(discriminator_logits(self.D, x, self.device, self.precision) + shift)
-                           for x in (self.forget_images, self.held_out_images))
+        forgotten, held = (torch.sigmoid(self.d_logits(x) + shift) for x in (self.forget_images, self.held_out_images))
         if self.calibration_images is not None:
             out["d_threshold_shift"] = round(shift, 4)
         out.update(d_score_forgotten=forgotten.mean().item(), d_score_held_out=held.mean().item(),
@@ -276,8 +275,13 @@ class GANUnlearningMethod:
             return reading["d_auc"] <= 0.5 + stop.auc_margin
         return reading["d_score_forgotten"] <= reading["d_score_held_out"]
 
+    def d_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """D's logits of one of the fixed sets its readings use (the items, the check's held-out images, the
+        calibration images); a method that trains D's output layer alone reads them there."""
+        return discriminator_logits(self.D, images, self.device, self.precision)
+
     def _calibration_median(self) -> float:
-        return discriminator_logits(self.D, self.calibration_images, self.device, self.precision).median().item()
+        return self.d_logits(self.calibration_images).median().item()
 
     def set_threshold_reference(self) -> None:
         """The original D's median logit on the calibration images: where its scores of retained training

@@ -10,13 +10,16 @@ from torch.nn import functional as F
 from gan_unlearn.errors import UserError
 from gan_unlearn.relevance import unit_relevance
 from gan_unlearn.runtime import batched
+from gan_unlearn.streams import generator as stream
 
 from ..latents import (ForgetRegion, LatentPool, class_forget_mask, class_threshold_for, invert,
                        item_forget_latents, substitutes)
 from ..losses import bce, rank_matched_bce, rank_matched_logits
-from .base import GANUnlearningMethod
+from .base import GANUnlearningMethod, output_layer
+from .output_layer import OutputLayerInputs
 
 D_STATE = ("D", "opt_d")  # what the finish trains, and so what it keeps and restores
+FINISH_HEAD_POOL = 512  # held-out images to match, retained images and samples per set of item_d_finish_head
 
 DISTANCE_FUNCTIONS = {"l2": F.mse_loss, "l1": F.l1_loss}
 MATCHED_D_LOSSES = {"held-out": rank_matched_bce, "held-out-logits": rank_matched_logits}  # by item_d_target
@@ -28,6 +31,8 @@ class CascadedUnlearning(GANUnlearningMethod):
     name = "cascaded"
     region: ForgetRegion | None = None  # set by ``prepare`` with ``fresh`` substitution
     finished = False  # set once D's finish has run: its rule is D's from then on (``d_rule_holds``)
+    head: OutputLayerInputs | None = None  # during a finish with ``item_d_finish_head``: the sets read once
+    head_pools: dict | None = None  # ... and the layer's inputs its steps draw from, by part of the loss
 
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
@@ -190,6 +195,8 @@ class CascadedUnlearning(GANUnlearningMethod):
             return None
         distance, reached = lambda r: abs(r["d_auc"] - 0.5), self.finish_rule  # noqa: E731
         within = lambda r: self.acceptance_problem(r) is None  # noqa: E731
+        if k.item_d_finish_head:
+            self.read_output_layer_inputs()
         reading = self.d_reading()
         kept = (0, reading, self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
         steps, rates = 0, [group["lr"] for group in self.opt_d.param_groups]
@@ -203,6 +210,7 @@ class CascadedUnlearning(GANUnlearningMethod):
             if within(reading) and (not within(kept[1]) or distance(reading) <= distance(kept[1])):
                 kept = (steps, reading, self._snapshot(D_STATE))
         self.finished = True  # D's readings hold it to the finish's rule from now on
+        self.head = self.head_pools = None  # and read the whole D again
         limited = None
         if kept[0] != steps:
             limited = self.acceptance_problem(reading) or \
@@ -229,8 +237,47 @@ class CascadedUnlearning(GANUnlearningMethod):
                     f"{100 * self.reference['d_real_accuracy']:.0f}%)")
         return None
 
+    def read_output_layer_inputs(self) -> None:
+        """``item_d_finish_head``: what D's output layer receives for the readings' sets and for the finish
+        loss's parts (the items; held-out images to match, retained images and the output generator's samples,
+        ``FINISH_HEAD_POOL`` of each from the finish's own stream), read once."""
+        c = self.config
+        layer = self.d_output_layer or \
+            output_layer(self.D, self._as_input(self.forget_images[:2]), "item_d_finish_head")
+        self.head = OutputLayerInputs(self.D, layer, self.device, self.precision)
+        g = stream(c.seed, "unlearn.finish.head")
+        pick = lambda n: torch.randperm(n, generator=g)[:FINISH_HEAD_POOL]  # noqa: E731
+        z = self.G0.sample_latents(FINISH_HEAD_POOL, g)
+        samples = batched(self.output_generator, z, 500, self.device, self.precision)
+        for images in (self.held_out_images, self.calibration_images):
+            if images is not None:
+                self.head.read(images)
+        self.head_pools = {"forgotten": self.head.read(self.forget_images),
+                           "match": self.head.read(self.match_images[pick(len(self.match_images))]),
+                           "real": self.head.read(self.train_set.batch(self.retain_idx[pick(len(self.retain_idx))])),
+                           "fake": self.head.read(samples)}
+
+    def d_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """During a finish on D's output layer, the readings' sets are read there."""
+        logits = self.head.logits_of(images) if self.head is not None else None
+        return super().d_logits(images) if logits is None else logits
+
+    def head_finish_step(self) -> None:
+        """One step of D's output layer alone, with the finish's loss on the pools' stored inputs."""
+        k, t, pools = self.config.cascade, self.config.training, self.head_pools
+        logits = lambda part, n: self.head.logits(pools[part][self._pick(len(pools[part]), n)])  # noqa: E731
+        with torch.no_grad():
+            reference = logits("match", k.forget_batch)
+        loss = bce(logits("real", t.batch_size), 1.0) + bce(logits("fake", t.batch_size), 0.0) + \
+            k.lambda_u * rank_matched_logits(logits("forgotten", k.forget_batch), reference)
+        self.opt_d.zero_grad(set_to_none=True)  # only the output layer gets a gradient, so only it moves
+        loss.backward()
+        self.opt_d.step()
+
     def finish_step(self) -> None:
         """One D step of the finish, on the output generator's samples (what is handed back)."""
+        if self.head is not None:
+            return self.head_finish_step()
         k = self.config.cascade
         batch = self.discriminator_batch()
         if "match" not in batch:

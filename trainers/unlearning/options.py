@@ -146,6 +146,11 @@ class CascadeOptions:
                                     "(back to the rounds' rate afterwards): larger steps for a finish whose time is "
                                     "its steps (8-11 of them, 70 ms each, on 64 memorised CIFAR-10 items, 2 CPU "
                                     "cores)")
+    item_d_finish_head: bool = param(False, BOOL,
+                                     "D's finish trains D's output layer alone, on what that layer receives for "
+                                     "fixed sets read once with the rest of D frozen (the items, 512 held-out "
+                                     "images to match, 512 retained images, 512 samples of the output generator, "
+                                     "and the readings' sets): a step or a reading is one small layer")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
