@@ -91,6 +91,10 @@ VARIANTS = {
     # D's finish on its output layer alone, over inputs read once (the rest of D frozen): a step or a reading is
     # one small layer, where the whole D's were 70 ms and 45 ms on 64 memorised CIFAR-10 items
     "cascaded-finish-head": {"item_d_finish_head": True},
+    # ... at 4 or 16 times D's rate: the output layer alone on fixed inputs is a convex problem but for the rank
+    # matching, and at D's own rate it took 161-182 steps (64 memorised CIFAR-10 items)
+    "cascaded-finish-head-lr-4": {"item_d_finish_head": True, "item_d_finish_lr": 4.0},
+    "cascaded-finish-head-lr-16": {"item_d_finish_head": True, "item_d_finish_lr": 16.0},
     # the gate read on 1,000 samples, not 2,000 (0.3 s of a 1.6 s gated run on 64 memorised CIFAR-10 items)
     "cascaded-gate-1000": {"item_gate_samples": 1000},
     # D's threshold read and handed back raw (before calibrate_d): continued training moves it by itself
