@@ -342,6 +342,7 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
     gate = r.summary["generator_gate"]
     assert gate["nn_auc"] <= 0.55 and gate["rounds"] is False
     assert r.summary["rounds"] == 0 and r.summary["d_steps"] == 0
+    assert r.summary["drift_limit"] is None  # no rounds, no guard to prepare: the generator is the original
     assert r.summary["stopping_reason"].startswith("no rounds")
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in r.generator.state_dict().items())
     assert r.summary["finish"]["reached"] and r.summary["finish"]["steps"] > 0

@@ -516,9 +516,11 @@ class GANUnlearningMethod:
         with self.timer("checks"):
             gate = self.generator_gate()
         no_rounds = gate is not None and not gate["rounds"]
-        with self.timer("prepare"):
-            self.prepare_guard()
-            counts = {} if no_rounds else self.prepare()
+        counts = {}
+        if not no_rounds:  # without rounds the generator handed back is the original: nothing to guard
+            with self.timer("prepare"):
+                self.prepare_guard()
+                counts = self.prepare()
         snapshot, healthy_round, snapshot_paused = self._snapshot(), 0, False  # the original: healthy by definition
         warmup = 0 if no_rounds else t.d_warmup
         with self.timer("discriminator"):
@@ -613,7 +615,7 @@ class GANUnlearningMethod:
             "seconds_by_phase": {k: round(v, 3) for k, v in self.timer.seconds.items()},
             "before": self.reported(before), "after": self.reported(after),
             "held_out_split": self.held_out_record, "history": history, **counts, "config": asdict(c),
-            "drift_limit": self.guard["limit"], "guard_spread": self.guard["spread"],
+            "drift_limit": self.guard and self.guard["limit"], "guard_spread": self.guard and self.guard["spread"],
             "d_threshold_shift": None if shift is None else round(shift, 4),
             "rates": {"lr_g": self.lr_g, "lr_d": self.lr_d},
             "runtime": {"precision": self.precision, "precision_reason": self.precision_reason},
