@@ -517,6 +517,8 @@ def test_the_finish_steps_at_item_d_finish_lr_times_the_rounds_rate_and_hands_th
         assert m.finish()["kept"] == kept
         assert rates and all(r == [2 * m.lr_d] * len(m.opt_d.param_groups) for r in rates)
         assert [g["lr"] for g in m.opt_d.param_groups] == [m.lr_d / 2] * len(m.opt_d.param_groups)
+    auto = lambda **o: UnlearnConfig.of(**o).cascade.finish_lr_scale  # noqa: E731
+    assert (auto(), auto(item_d_finish_head=True), auto(item_d_finish_head=True, item_d_finish_lr=2.0)) == (1, 16, 2)
 
 
 def test_after_a_finish_d_readings_hold_d_to_the_finish_rule_not_the_rounds(tiny):

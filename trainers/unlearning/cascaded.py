@@ -183,7 +183,7 @@ class CascadedUnlearning(GANUnlearningMethod):
 
         The AUC decides whatever ``item_rule`` the rounds stopped on (on 64 memorised MNIST items the mean rule
         held after the rounds with the AUC at 0.73). D is read after every ``item_d_finish_every`` steps (and after
-        the last), its learning rate ``item_d_finish_lr`` times the rounds'. Its acceptance may leave the limits on
+        the last), its learning rate ``finish_lr_scale`` times the rounds'. Its acceptance may leave the limits on
         the way: on 64 memorised CIFAR-10 items the first step took it from 0-1% to 13-28%, and the rule then held
         within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the step within the limits whose AUC was nearest 1/2 (the state before the
         finish if none was within them).
@@ -201,7 +201,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         kept = (0, reading, self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
         steps, rates = 0, [group["lr"] for group in self.opt_d.param_groups]
         for group in self.opt_d.param_groups:
-            group["lr"] *= k.item_d_finish_lr
+            group["lr"] *= k.finish_lr_scale
         while not (reached(reading) and within(reading)) and steps < k.item_d_finish:
             n = min(k.item_d_finish_every, k.item_d_finish - steps)
             for _ in range(n):
