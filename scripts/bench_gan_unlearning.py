@@ -82,17 +82,20 @@ VARIANTS = {
     # D read after every 2nd or 4th finish step: a reading costs about 2/3 of a step (64 memorised CIFAR-10 items,
     # where a gated run spent 0.97 s of 1.45 s in the finish), and the finish took 8-11 steps. Measured there (3
     # seeds, AMD EPYC): 1.72 s and 2.08 s against 1.64 s, the finish overshooting into more steps (11 -> 18, 40)
-    "cascaded-finish-read-2": {"item_d_finish_every": 2},
-    "cascaded-finish-read-4": {"item_d_finish_every": 4},
+    "cascaded-finish-read-2": {"item_d_finish_every": 2, "item_d_finish_head": False},
+    "cascaded-finish-read-4": {"item_d_finish_every": 4, "item_d_finish_head": False},
     # D's finish at twice or four times D's rate in the rounds: the finish's time is its steps (8-11 on 64
     # memorised CIFAR-10 items). Measured there (3 seeds, AMD EPYC): D never came back within the acceptance limits
     # (50-90% of held-out images accepted against 0-1%), spent its 300 steps in 37-41 s and was handed back as before
-    "cascaded-finish-lr-2": {"item_d_finish_lr": 2.0},
-    "cascaded-finish-lr-4": {"item_d_finish_lr": 4.0},
-    # D's finish on its output layer alone, over inputs read once (the rest of D frozen): a step or a reading is
-    # one small layer, where the whole D's were 70 ms and 45 ms on 64 memorised CIFAR-10 items. Its rate is auto
-    # (16x D's); at 1x (D's own rate) it took 161-182 steps there, at 4x 39-53, at 16x 11-14
+    "cascaded-finish-lr-2": {"item_d_finish_lr": 2.0, "item_d_finish_head": False},
+    "cascaded-finish-lr-4": {"item_d_finish_lr": 4.0, "item_d_finish_head": False},
+    # D's finish on its output layer alone (the item default since 2026-12-06), over inputs read once (the rest of
+    # D frozen): a step or a reading is one small layer, where the whole D's were 70 ms and 45 ms on 64 memorised
+    # CIFAR-10 items. Its rate is auto (16x D's); at 1x (D's own rate) it took 161-182 steps there, at 4x 39-53,
+    # at 16x 11-14. "cascaded-finish-head" names it in the runs that measured it; "cascaded-whole-d-finish" is
+    # the finish before (the whole D at D's rate)
     "cascaded-finish-head": {"item_d_finish_head": True},
+    "cascaded-whole-d-finish": {"item_d_finish_head": False},
     "cascaded-finish-head-lr-1": {"item_d_finish_head": True, "item_d_finish_lr": 1.0},
     "cascaded-finish-head-lr-4": {"item_d_finish_head": True, "item_d_finish_lr": 4.0},
     # the gate read on 1,000 samples, not 2,000 (0.3 s of a 1.6 s gated run on 64 memorised CIFAR-10 items)

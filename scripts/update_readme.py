@@ -214,6 +214,16 @@ CAPTIONS = {
                                                            "every 4th), 1.64 s against 1.72 s and 2.08 s. The "
                                                            "default's 70x here is against a 114 s retrain (77 s "
                                                            "on the Intel cores above).",
+    "bench_gan_cifar_memorising_finish_lr_amd_cpu.json": "The same 64 memorised CIFAR-10 items (the originals and "
+                                                         "retrains of the run above, 2 AMD EPYC cores, bf16, made "
+                                                         "2026-12-06 at 18192c4), with the whole D's finish at "
+                                                         "2x and 4x D's rate and the gate read on 1,000 samples. "
+                                                         "At 2x and 4x D never came back within the acceptance "
+                                                         "limits (it accepted 50-90% of held-out images against "
+                                                         "0-1%): every seed spent its 300 steps (37-41 s) and was "
+                                                         "handed back as before the finish (D AUC 0.5 from "
+                                                         "chance). The gate on 1,000 samples read 0.45/0.55/0.52 "
+                                                         "(2,000: 0.45/0.55/0.52) and saved 0.15 s.",
     "bench_gan_memorising_finish2_cpu.json": "The same originals and retrains as the run above, at 56182a7: "
                                              "`cascaded` without the finish, `cascaded-d-finish` with it.",
     "bench_gan_memorising_1024_gate_cpu.json": "1,024 MNIST items (a 4,096-image subset, 75 epochs; new originals) "
@@ -617,6 +627,7 @@ def main() -> None:
                 ("bench_gan_cifar_memorising_finish_auc_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_gate2_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish_read_amd_cpu.json", gan_section),
+                ("bench_gan_cifar_memorising_finish_lr_amd_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_gate_cpu.json", gan_section),
                 ("bench_gan_cifar_memorising_finish2_cpu.json", gan_section),
                 ("bench_gan_memorising_gate_cpu.json", gan_section),

@@ -147,11 +147,13 @@ class CascadeOptions:
                                            "item_d_finish_head, 1 for the whole D: on 64 memorised CIFAR-10 items "
                                            "the whole D at 2x or 4x never came back within the acceptance limits, "
                                            "and its output layer alone took 161-182 steps at 1x, 11-14 at 16x)")
-    item_d_finish_head: bool = param(False, BOOL,
+    item_d_finish_head: bool = param(True, BOOL,
                                      "D's finish trains D's output layer alone, on what that layer receives for "
                                      "fixed sets read once with the rest of D frozen (the items, 512 held-out "
                                      "images to match, 512 retained images, 512 samples of the output generator, "
-                                     "and the readings' sets): a step or a reading is one small layer")
+                                     "and the readings' sets): a step or a reading is one small layer. On 64 "
+                                     "memorised CIFAR-10 items a gated run took 0.70 s against 1.67 s with the "
+                                     "whole D, D 0.031 from chance against 0.027 (retrain 0.059)")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
