@@ -323,7 +323,9 @@ def test_the_d_finish_brings_d_to_its_rule_and_leaves_the_generator_as_the_round
     assert abs(membership(finished.discriminator) - 0.5) < 0.15
 
 
-def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and_still_finishes_d(tiny, data_root):
+@pytest.mark.parametrize("head", [True, False])  # D's finish on its output layer (the default) or on the whole D
+def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and_still_finishes_d(tiny, data_root,
+                                                                                                  head):
     """128 items the tiny GAN never trained on (MNIST's training images 512 to 1,023): it cannot come closer to
     them than to unseen test images, so the gate reads its nearest-sample AUC within 1/2 + auc_margin, no round
     runs and the generator handed back is the original bit for bit, while D's finish still brings a D that
@@ -338,7 +340,7 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
     D = _memorising_d(D, items, test.batch(report[1000:2000]))
     r = unlearn(G, D, req, train, oracle=C, held_out=test,
                 config=UnlearnConfig.of(**{**FAST, "item_generator_gate": True}, item_d_finish=300,
-                                        max_real_accuracy_drop=1.0))
+                                        item_d_finish_head=head, max_real_accuracy_drop=1.0))
     gate = r.summary["generator_gate"]
     assert gate["nn_auc"] <= 0.55 and gate["rounds"] is False
     assert r.summary["rounds"] == 0 and r.summary["d_steps"] == 0
@@ -346,6 +348,8 @@ def test_the_generator_gate_leaves_a_generator_that_shows_no_items_as_it_was_and
     assert r.summary["stopping_reason"].startswith("no rounds")
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in r.generator.state_dict().items())
     assert r.summary["finish"]["reached"] and r.summary["finish"]["steps"] > 0
+    changed = {k for k, v in r.discriminator.state_dict().items() if not torch.equal(v, D.state_dict()[k])}
+    assert (changed == {n for n, _ in list(D.named_parameters())[-2:]}) == head  # the output layer alone, or more
     shown = test.batch(report[:1000])
     assert abs(auc(torch.sigmoid(r.discriminator(items).flatten()).detach(),
                    torch.sigmoid(r.discriminator(shown).flatten()).detach()) - 0.5) < 0.15
@@ -398,7 +402,8 @@ def test_a_finish_on_d_output_layer_moves_that_layer_alone_and_forgets_the_items
 @pytest.mark.parametrize("nn_auc, rounds", [(0.56, True), (0.55, False)])
 def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, rounds):
     """A generator read above 1/2 + auc_margin (on item_gate_samples samples, in pixels) gets the rounds (and is
-    moved by them); at the margin it gets none. Without the gate, or without D's finish to hand the request to, the reading is never taken."""
+    moved by them); at the margin it gets none. Without the gate, or without D's finish to hand the request to,
+    the reading is never taken."""
     G, D, C, train, test = tiny
     unguarded = dict(FAST, max_rounds=2, min_rounds=5, item_d_finish=1, max_drift=1.0, max_real_accuracy_drop=1.0,
                      min_class_keep=0.0)  # no check, and no step back at the end: the rounds' generator is handed back
@@ -518,7 +523,7 @@ def test_the_finish_steps_at_item_d_finish_lr_times_the_rounds_rate_and_hands_th
         assert rates and all(r == [2 * m.lr_d] * len(m.opt_d.param_groups) for r in rates)
         assert [g["lr"] for g in m.opt_d.param_groups] == [m.lr_d / 2] * len(m.opt_d.param_groups)
     auto = lambda **o: UnlearnConfig.of(**o).cascade.finish_lr_scale  # noqa: E731
-    assert (auto(), auto(item_d_finish_head=True), auto(item_d_finish_head=True, item_d_finish_lr=2.0)) == (1, 16, 2)
+    assert (auto(), auto(item_d_finish_head=False), auto(item_d_finish_head=False, item_d_finish_lr=2.0)) == (16, 1, 2)
 
 
 def test_after_a_finish_d_readings_hold_d_to_the_finish_rule_not_the_rounds(tiny):

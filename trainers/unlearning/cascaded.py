@@ -185,8 +185,9 @@ class CascadedUnlearning(GANUnlearningMethod):
         held after the rounds with the AUC at 0.73). D is read after every ``item_d_finish_every`` steps (and after
         the last), its learning rate ``finish_lr_scale`` times the rounds'. Its acceptance may leave the limits on
         the way: on 64 memorised CIFAR-10 items the first step took it from 0-1% to 13-28%, and the rule then held
-        within the limits after 20 to 30 steps. If the steps are spent first, D goes back to the step within the limits whose AUC was nearest 1/2 (the state before the
-        finish if none was within them).
+        within the limits after 20 to 30 steps (the whole D; ``item_d_finish_head``, the default, trains its output
+        layer alone). If the steps are spent first, D goes back to the step within the limits whose AUC was nearest
+        1/2 (the state before the finish if none was within them).
         The account: steps taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``)
         and, when the last step was given up, why (``limited``). From then on D's readings hold it to the
         finish's rule, so the run's ``forgotten`` agrees with ``reached`` whatever ``item_rule`` the rounds used."""
