@@ -362,14 +362,14 @@ def test_output_layer_inputs_read_once_give_d_logits(tiny):
     from trainers.unlearning.output_layer import OutputLayerInputs
 
     _, D, _, train, _ = tiny
+    D = copy.deepcopy(D)  # the module's tiny D stays as it is
     images, other = train.batch(torch.arange(40)), train.batch(torch.arange(40, 50))
-    D.train()
     head = OutputLayerInputs(D, output_layer(D, images[:2]), "cpu", "fp32")
+    D.train()
     head.read(images)
     assert D.training
     assert torch.allclose(head.logits_of(images), discriminator_logits(D, images), atol=1e-5)
     assert head.logits_of(images.clone()) is None and head.logits_of(other) is None
-    D.eval()
 
 
 def test_a_finish_on_d_output_layer_moves_that_layer_alone_and_forgets_the_items(tiny, data_root):
@@ -513,6 +513,7 @@ def test_the_finish_steps_at_item_d_finish_lr_times_the_rounds_rate_and_hands_th
     had halved stays halved), and afterwards D's optimiser is back at that rate, also when the state before the
     finish is handed back."""
     for readings, kept in (([_reading(0.9), _reading(0.7), _reading(0.52)], 2),
+                           ([_reading(0.9), _reading(0.7), _reading(0.8)], 1),  # a kept state taken at 4x
                            ([_reading(0.9)] + [_reading(0.8, d_degenerate="D accepts 0%")] * 2, 0)):
         m, _ = _scripted_finish(tiny, readings, item_d_finish=2, item_d_finish_lr=4.0)
         for group in m.opt_d.param_groups:

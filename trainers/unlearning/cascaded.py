@@ -243,7 +243,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         loss's parts (the items; held-out images to match, retained images and the output generator's samples,
         ``FINISH_HEAD_POOL`` of each from the finish's own stream), read once."""
         c = self.config
-        layer = self.d_output_layer or \
+        layer = self.d_output_layer if self.d_output_layer is not None else \
             output_layer(self.D, self._as_input(self.forget_images[:2]), "item_d_finish_head")
         self.head = OutputLayerInputs(self.D, layer, self.device, self.precision)
         g = stream(c.seed, "unlearn.finish.head")

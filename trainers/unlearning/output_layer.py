@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gan_unlearn.runtime import batched, eval_mode
+from gan_unlearn.runtime import autocast, batched, eval_mode
 
 
 class OutputLayerInputs:
@@ -39,8 +39,10 @@ class OutputLayerInputs:
 
     @torch.no_grad()
     def logits_of(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The logits of a set given to ``read`` (the same tensor), on the CPU; None for any other."""
+        """The logits of a set given to ``read`` (the same tensor), on the CPU, in the precision the whole D's
+        readings use (so a finish's readings and the run's later ones agree); None for any other."""
         for stored, features in self.sets:
             if stored is images:
-                return self.logits(features).cpu()
+                with autocast(self.device, self.precision):
+                    return self.logits(features).cpu()
         return None
