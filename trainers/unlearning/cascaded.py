@@ -259,9 +259,14 @@ class CascadedUnlearning(GANUnlearningMethod):
                            "fake": self.head.read(samples)}
 
     def d_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """During a finish on D's output layer, the readings' sets are read there."""
-        logits = self.head.logits_of(images) if self.head is not None else None
-        return super().d_logits(images) if logits is None else logits
+        """During a finish on D's output layer, the readings' sets are read there (a set it did not read is a
+        bug: the whole D would read it, slowly, and unlike the others)."""
+        if self.head is None:
+            return super().d_logits(images)
+        logits = self.head.logits_of(images)
+        if logits is None:
+            raise RuntimeError("a finish on D's output layer was asked for a set it did not read")
+        return logits
 
     def head_finish_step(self) -> None:
         """One step of D's output layer alone, with the finish's loss on the pools' stored inputs."""
