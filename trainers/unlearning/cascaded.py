@@ -126,10 +126,10 @@ class CascadedUnlearning(GANUnlearningMethod):
     def generator_gate(self) -> dict | None:
         """``item_generator_gate``: the original generator's nearest-sample membership AUC in pixels (over
         ``item_gate_samples`` samples), and whether the rounds run (it is above 1/2 + ``auc_margin``); None when
-        not asked. A generator that comes no closer
-        to the items than to unseen images has nothing to forget, and the rounds would only move it. Pixels, not
-        the oracle's features: an oracle trained on the items places them apart from unseen images by itself
-        (the tiny test GAN, one epoch on 512 images, read 0.61 in its oracle's features)."""
+        not asked. A generator that comes no closer to the items than to unseen images has nothing to forget, and
+        the rounds would only move it. Pixels, not the oracle's features: an oracle trained on the items places
+        them apart from unseen images by itself (the tiny test GAN, one epoch on 512 images, read 0.61 in its
+        oracle's features)."""
         stop = self.config.stopping
         if self.request.kind != "item" or not stop.item_generator_gate or self.config.cascade.item_d_finish <= 0:
             return None  # without D's finish a skipped run would hand back the original unchanged
@@ -274,8 +274,8 @@ class CascadedUnlearning(GANUnlearningMethod):
         logits = lambda part, n: self.head.logits(pools[part][self._pick(len(pools[part]), n)])  # noqa: E731
         with torch.no_grad():
             reference = logits("match", k.forget_batch)
-        loss = bce(logits("real", t.batch_size), 1.0) + bce(logits("fake", t.batch_size), 0.0) + \
-            k.lambda_u * rank_matched_logits(logits("forgotten", k.forget_batch), reference)
+        loss = self.finish_objective(logits("real", t.batch_size), logits("fake", t.batch_size),
+                                     logits("forgotten", k.forget_batch), reference)
         self.opt_d.zero_grad(set_to_none=True)  # only the output layer gets a gradient, so only it moves
         loss.backward()
         self.opt_d.step()
@@ -291,12 +291,18 @@ class CascadedUnlearning(GANUnlearningMethod):
         self.discriminator_step(batch, self.finish_loss, self.output_generator)
 
     def finish_loss(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
-        """Retained real images -> 1, generated -> 0, the items -> the match images' logits, rank by rank (weight
-        ``lambda_u``), whatever target the rounds used."""
+        """The finish's objective on the whole D's logits of a batch."""
         with torch.no_grad():
             reference = self.D(batch["match"])
-        return super().discriminator_loss(batch, fake) + \
-            self.config.cascade.lambda_u * rank_matched_logits(self.D(batch["forgotten"]), reference)
+        return self.finish_objective(self.D(batch["real"]), self.D(fake), self.D(batch["forgotten"]), reference)
+
+    def finish_objective(self, real: torch.Tensor, fake: torch.Tensor, forgotten: torch.Tensor,
+                         reference: torch.Tensor) -> torch.Tensor:
+        """D's finish, on logits (the whole D's or its output layer's): retained real images -> 1, generated -> 0,
+        the items -> the match images' logits ``reference``, rank by rank (weight ``lambda_u``), whatever target
+        the rounds used."""
+        matched = rank_matched_logits(forgotten, reference)
+        return bce(real, 1.0) + bce(fake, 0.0) + self.config.cascade.lambda_u * matched
 
     def generator_loss(self, z_fresh: torch.Tensor) -> torch.Tensor:
         """Adversarial loss on fresh latents + substitution (and the fake label) on forgotten latents +
