@@ -98,8 +98,11 @@ VARIANTS = {
     "cascaded-whole-d-finish": {"item_d_finish_head": False},
     "cascaded-finish-head-lr-1": {"item_d_finish_head": True, "item_d_finish_lr": 1.0},
     "cascaded-finish-head-lr-4": {"item_d_finish_head": True, "item_d_finish_lr": 4.0},
-    # the gate read on 1,000 samples, not 2,000 (0.3 s of a 1.6 s gated run on 64 memorised CIFAR-10 items)
+    # the gate read on 1,000 samples (the default since 2026-12-06: scripts/bench_gate_samples.py found the draw of
+    # latents moving its reading more than the count) and on 2,000, the default before (0.3 s of a 0.6 s gated run
+    # on 64 memorised CIFAR-10 items)
     "cascaded-gate-1000": {"item_gate_samples": 1000},
+    "cascaded-gate-2000": {"item_gate_samples": 2000},
     # D's threshold read and handed back raw (before calibrate_d): continued training moves it by itself
     "cascaded-uncalibrated-d": {"calibrate_d": False},
     "cascaded-equal-lr-matched-logits-uncalibrated-d": {"lr_g": 1e-3, "lr_d": 1e-3, "item_d_target": "held-out-logits",
