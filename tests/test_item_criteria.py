@@ -406,7 +406,7 @@ def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, 
     make = lambda **o: METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,  # noqa: E731
                                            UnlearnConfig.of(**{**unguarded, **o}), oracle=C, held_out=test)
     m, asked = make(item_generator_gate=True, auc_margin=0.05, item_gate_samples=123), []
-    m.generator_membership_auc = lambda samples, pixels=False: asked.append((samples, pixels)) or nn_auc
+    m.generator_membership_auc = lambda samples, pixels=False: asked.append((len(samples), pixels)) or nn_auc
     r = m.run()
     assert asked[0] == (123, True)  # the gate's own sample count, in pixels
     assert r.summary["generator_gate"] == {"nn_auc": nn_auc, "rounds": rounds}
@@ -417,6 +417,33 @@ def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, 
         plain = make(**off)
         plain.generator_membership_auc = lambda *a, **k: pytest.fail("read without the gate")
         assert plain.run().summary["generator_gate"] is None
+
+
+@pytest.mark.parametrize("nn_auc", [0.5, 0.6])
+def test_without_rounds_the_finish_calls_fake_the_images_the_gate_read(tiny, nn_auc):
+    """Where the gate runs no rounds, the generator handed back is the original that made its images, so D's
+    output-layer finish reads them as its samples instead of generating its own; after rounds it generates them
+    from the generator they left (its own stream)."""
+    from trainers.unlearning.cascaded import FINISH_HEAD_POOL
+    from trainers.unlearning.output_layer import OutputLayerInputs
+
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,
+                            UnlearnConfig.of(**{**FAST, "item_generator_gate": True,
+                                                "item_gate_samples": FINISH_HEAD_POOL + 88}, max_rounds=2,
+                                             min_rounds=5, item_d_finish=2, item_d_finish_head=True,
+                                             max_real_accuracy_drop=1.0),
+                            oracle=C, held_out=test)
+    gate_images, read = m.check_nn_samples(FINISH_HEAD_POOL + 88), []
+    m.generator_membership_auc = lambda samples, pixels=False: nn_auc
+    original_read = OutputLayerInputs.read
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OutputLayerInputs, "read", lambda self, x: read.append(x) or original_read(self, x))
+        r = m.run()
+    assert r.summary["rounds"] == (0 if nn_auc == 0.5 else 2)
+    fake = read[-1]  # the pools' last set: the samples
+    assert fake.shape == (FINISH_HEAD_POOL, *gate_images.shape[1:])
+    assert torch.equal(fake, gate_images[:FINISH_HEAD_POOL]) == (nn_auc == 0.5)
 
 
 def test_fine_tuning_is_never_gated(tiny):

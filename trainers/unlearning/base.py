@@ -309,17 +309,23 @@ class GANUnlearningMethod:
         return shift
 
     @torch.no_grad()
-    def generator_membership_auc(self, samples: int, pixels: bool = False) -> float:
+    def check_nn_samples(self, samples: int) -> torch.Tensor:
+        """The output generator's images (float32, on the CPU) of the first ``samples`` latents of the checks'
+        nearest-sample stream: the same latents at every check."""
+        z = self.G0.sample_latents(samples, stream(self.config.seed, "unlearn.check.nn"))
+        return batched(lambda v: self.output_generator(v).float(), z, 500, self.device, self.precision)
+
+    @torch.no_grad()
+    def generator_membership_auc(self, samples: int | torch.Tensor, pixels: bool = False) -> float:
         """Membership AUC of the output generator's nearest-sample distances: forgotten items against the check's
         held-out images, in the method's feature space (or in pixels), over ``samples`` images of its own latent
-        stream. 1/2 when the generator comes as close to unseen images as to the items (retraining's level); the
-        evaluation reads the same quantity on other latents, the other held-out half and the judge's features."""
-        c = self.config
+        stream (``check_nn_samples``; or over the images given). 1/2 when the generator comes as close to unseen
+        images as to the items (retraining's level); the evaluation reads the same quantity on other latents,
+        the other held-out half and the judge's features."""
         feature_fn = (lambda x: x.flatten(1)) if pixels else self.feature_fn
-        z = self.G0.sample_latents(samples, stream(c.seed, "unlearn.check.nn"))
-        generated = batched(lambda v: feature_fn(self.output_generator(v).float()), z, 500, self.device,
-                            self.precision)
+        images = self.check_nn_samples(samples) if isinstance(samples, int) else samples
         features = lambda x: batched(feature_fn, x, 1000, self.device, self.precision)  # noqa: E731
+        generated = features(images)
         d_items = nearest_sample_distances(features(self.forget_images), generated)
         d_held = nearest_sample_distances(features(self.held_out_images), generated)
         return auc(-d_items, -d_held)

@@ -33,6 +33,7 @@ class CascadedUnlearning(GANUnlearningMethod):
     finished = False  # set once D's finish has run: its rule is D's from then on (``d_rule_holds``)
     head: OutputLayerInputs | None = None  # during a finish with ``item_d_finish_head``: the sets read once
     head_pools: dict | None = None  # ... and the layer's inputs its steps draw from, by part of the loss
+    gate_samples: torch.Tensor | None = None  # the gate's images of the original generator, when no rounds follow
 
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
@@ -133,8 +134,12 @@ class CascadedUnlearning(GANUnlearningMethod):
         stop = self.config.stopping
         if self.request.kind != "item" or not stop.item_generator_gate or self.config.cascade.item_d_finish <= 0:
             return None  # without D's finish a skipped run would hand back the original unchanged
-        nn_auc = self.generator_membership_auc(stop.item_gate_samples, pixels=True)
-        return {"nn_auc": round(nn_auc, 4), "rounds": nn_auc > 0.5 + stop.auc_margin}
+        images = self.check_nn_samples(stop.item_gate_samples)
+        nn_auc = self.generator_membership_auc(images, pixels=True)
+        rounds = nn_auc > 0.5 + stop.auc_margin
+        if not rounds:  # the generator handed back is the one that made them: the finish's samples to call fake
+            self.gate_samples = images
+        return {"nn_auc": round(nn_auc, 4), "rounds": rounds}
 
     def discriminator_batch(self) -> dict:
         batch = super().discriminator_batch()
@@ -241,15 +246,19 @@ class CascadedUnlearning(GANUnlearningMethod):
     def read_output_layer_inputs(self) -> None:
         """``item_d_finish_head``: what D's output layer receives for the readings' sets and for the finish
         loss's parts (the items; held-out images to match, retained images and the output generator's samples,
-        ``FINISH_HEAD_POOL`` of each from the finish's own stream), read once."""
+        ``FINISH_HEAD_POOL`` of each from the finish's own stream; the samples are the gate's where it ran no
+        rounds, the original generator's images it has already made), read once."""
         c = self.config
         layer = self.d_output_layer if self.d_output_layer is not None else \
             output_layer(self.D, self._as_input(self.forget_images[:2]), "item_d_finish_head")
         self.head = OutputLayerInputs(self.D, layer, self.device, self.precision)
         g = stream(c.seed, "unlearn.finish.head")
         pick = lambda n: torch.randperm(n, generator=g)[:FINISH_HEAD_POOL]  # noqa: E731
-        z = self.G0.sample_latents(FINISH_HEAD_POOL, g)
-        samples = batched(self.output_generator, z, 500, self.device, self.precision)
+        z = self.G0.sample_latents(FINISH_HEAD_POOL, g)  # drawn either way, so the picks below are the same
+        if self.gate_samples is not None and len(self.gate_samples) >= FINISH_HEAD_POOL:
+            samples = self.gate_samples[:FINISH_HEAD_POOL]
+        else:
+            samples = batched(self.output_generator, z, 500, self.device, self.precision)
         for images in (self.held_out_images, self.calibration_images):
             if images is not None:
                 self.head.read(images)
