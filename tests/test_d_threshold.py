@@ -166,8 +166,9 @@ class _DoubledInPlace(torch.nn.Module):
 def test_a_d_whose_bias_cannot_carry_the_threshold_is_refused_before_any_work(tiny):
     """A final sigmoid or an in-place scaling (the bias no longer shifts the output by itself; the in-place one
     also rewrites the output layer's own output, so it is caught only on a copy of it) or an output layer
-    without a bias: a
-    one-line UserError when the method is built, not at the end of a run; with calibrate_d=false it is built."""
+    without a bias: a one-line UserError when the method is built, not at the end of a run, naming the option
+    that needs the layer (calibrate_d, then item_d_finish_head, which trains that layer alone); without both it
+    is built."""
     from gan_unlearn.errors import UserError
 
     G, D, C, train, test = tiny
@@ -177,5 +178,8 @@ def test_a_d_whose_bias_cannot_carry_the_threshold_is_refused_before_any_work(ti
     for bad in (torch.nn.Sequential(D, torch.nn.Sigmoid()), no_bias, torch.nn.Sequential(D, _DoubledInPlace())):
         with pytest.raises(UserError, match="calibrate_d"):
             METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST), oracle=C, held_out=test)
-        METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST, calibrate_d=False), oracle=C,
-                            held_out=test)
+        with pytest.raises(UserError, match="item_d_finish_head"):
+            METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST, calibrate_d=False), oracle=C,
+                                held_out=test)
+        METHODS["cascaded"](G, bad, ITEMS, train, UnlearnConfig.of(**FAST, calibrate_d=False,
+                                                                   item_d_finish_head=False), oracle=C, held_out=test)

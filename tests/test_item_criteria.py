@@ -444,6 +444,8 @@ def test_without_rounds_the_finish_calls_fake_the_images_the_gate_read(tiny, nn_
     fake = read[-1]  # the pools' last set: the samples
     assert fake.shape == (FINISH_HEAD_POOL, *gate_images.shape[1:])
     assert torch.equal(fake, gate_images[:FINISH_HEAD_POOL]) == (nn_auc == 0.5)
+    assert r.summary["finish"]["samples_from"] == ("gate" if nn_auc == 0.5 else "finish")
+    assert r.summary["finish"]["pools"]["fake"] == FINISH_HEAD_POOL
 
 
 def test_fine_tuning_is_never_gated(tiny):
@@ -472,6 +474,11 @@ def _scripted_finish(tiny, readings, **options):
     return m, after_step
 
 
+def _verdict(account: dict) -> dict:
+    """A finish's account without the output layer's pool sizes (the tiny cascade finishes on that layer)."""
+    return {k: account[k] for k in ("steps", "kept", "reached", "limited")}
+
+
 def _reading(auc, accepts=0.10, **extra):
     return {"d_auc": auc, "d_real_accuracy": accepts, "d_reached": False, **extra}
 
@@ -483,7 +490,7 @@ def test_a_finish_that_never_comes_back_within_the_acceptance_limit_hands_back_t
     m, _ = _scripted_finish(tiny, readings, item_d_finish=2)
     before = {k: v.clone() for k, v in m.D.state_dict().items()}
     opt_before = copy.deepcopy(m.opt_d.state_dict())
-    assert m.finish() == {"steps": 2, "kept": 0, "reached": False, "limited": "D accepts 0%"}
+    assert _verdict(m.finish()) == {"steps": 2, "kept": 0, "reached": False, "limited": "D accepts 0%"}
     assert all(torch.equal(before[k], v) for k, v in m.D.state_dict().items())
     assert m.opt_d.state_dict()["state"] == opt_before["state"] == {}  # Adam's moments gone with the steps
 
@@ -493,10 +500,10 @@ def test_the_finish_stops_on_the_auc_whatever_rule_the_rounds_used(tiny):
     handed back is the one of that step."""
     readings = [_reading(0.73, d_reached=True), _reading(0.6, d_reached=True), _reading(0.54)]
     m, after_step = _scripted_finish(tiny, readings, item_rule="mean", auc_margin=0.05)
-    assert m.finish() == {"steps": 2, "kept": 2, "reached": True, "limited": None}
+    assert _verdict(m.finish()) == {"steps": 2, "kept": 2, "reached": True, "limited": None}
     assert all(torch.equal(after_step[-1][k], v) for k, v in m.D.state_dict().items())
     m, after_step = _scripted_finish(tiny, [_reading(0.54)])
-    assert m.finish() == {"steps": 0, "kept": 0, "reached": True, "limited": None} and after_step == []
+    assert _verdict(m.finish()) == {"steps": 0, "kept": 0, "reached": True, "limited": None} and after_step == []
 
 
 def test_the_finish_goes_on_past_an_overshoot_below_one_half(tiny):
@@ -505,7 +512,7 @@ def test_the_finish_goes_on_past_an_overshoot_below_one_half(tiny):
     it and the next, at 0.47, does (on 64 memorised CIFAR-10 items one seed's finish had stopped at 0.415)."""
     readings = [_reading(0.9), _reading(0.40), _reading(0.47)]
     m, after_step = _scripted_finish(tiny, readings, auc_margin=0.05)
-    assert m.finish() == {"steps": 2, "kept": 2, "reached": True, "limited": None}
+    assert _verdict(m.finish()) == {"steps": 2, "kept": 2, "reached": True, "limited": None}
     assert all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
 
 
@@ -513,7 +520,7 @@ def test_a_finish_whose_steps_run_out_hands_back_the_step_nearest_one_half(tiny)
     """Steps spent past an overshoot (0.40, then 0.30), every one within the acceptance limits: D is the one of
     the step nearest 1/2 (0.40), not the last one, and the account says why the last was given up."""
     m, after_step = _scripted_finish(tiny, [_reading(0.9), _reading(0.40), _reading(0.30)], item_d_finish=2)
-    assert m.finish() == {"steps": 2, "kept": 1, "reached": False,
+    assert _verdict(m.finish()) == {"steps": 2, "kept": 1, "reached": False,
                           "limited": "membership AUC 0.300, farther from 1/2 than step 1's 0.400"}
     assert all(torch.equal(after_step[0][k], v) for k, v in m.D.state_dict().items())
     assert not all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
@@ -524,11 +531,11 @@ def test_a_finish_read_every_second_step_reads_d_half_as_often_and_stops_on_a_re
     second reading, so the finish ends after 4 steps with that step's D. With 5 steps allowed, the last reading
     comes after the fifth step (the budget), not after a sixth."""
     m, after_step = _scripted_finish(tiny, [_reading(0.9), _reading(0.7), _reading(0.52)], item_d_finish_every=2)
-    assert m.finish() == {"steps": 4, "kept": 4, "reached": True, "limited": None}
+    assert _verdict(m.finish()) == {"steps": 4, "kept": 4, "reached": True, "limited": None}
     assert len(after_step) == 4 and all(torch.equal(after_step[-1][k], v) for k, v in m.D.state_dict().items())
     m, after_step = _scripted_finish(tiny, [_reading(0.9), _reading(0.8), _reading(0.7), _reading(0.6)],
                                      item_d_finish=5, item_d_finish_every=2)
-    assert m.finish() == {"steps": 5, "kept": 5, "reached": False, "limited": None} and len(after_step) == 5
+    assert _verdict(m.finish()) == {"steps": 5, "kept": 5, "reached": False, "limited": None} and len(after_step) == 5
 
 
 def test_the_finish_steps_at_item_d_finish_lr_times_the_rounds_rate_and_hands_the_rounds_rate_back(tiny):
@@ -570,7 +577,7 @@ def test_a_finish_goes_on_through_an_acceptance_excursion_and_stops_where_both_h
     there and hands back that step's D, and an AUC rule met outside the limit does not end it."""
     readings = [_reading(0.9), _reading(0.52, accepts=0.31), _reading(0.54, accepts=0.15)]
     m, after_step = _scripted_finish(tiny, readings, max_real_accuracy_drop=0.1)
-    assert m.finish() == {"steps": 2, "kept": 2, "reached": True, "limited": None}
+    assert _verdict(m.finish()) == {"steps": 2, "kept": 2, "reached": True, "limited": None}
     assert all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())
 
 
@@ -580,7 +587,7 @@ def test_a_finish_whose_steps_run_out_outside_the_limit_hands_back_a_step_within
     one (0.5 at 31%)."""
     readings = [_reading(0.9), _reading(0.8, accepts=0.15), _reading(0.7, accepts=0.19), _reading(0.5, accepts=0.31)]
     m, after_step = _scripted_finish(tiny, readings, max_real_accuracy_drop=0.1, item_d_finish=3)
-    assert m.finish() == {"steps": 3, "kept": 2, "reached": False,
+    assert _verdict(m.finish()) == {"steps": 3, "kept": 2, "reached": False,
                           "limited": "D would accept 31% of held-out real images (originally 10%)"}
     assert len(after_step) == 3
     assert all(torch.equal(after_step[1][k], v) for k, v in m.D.state_dict().items())

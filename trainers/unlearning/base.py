@@ -154,7 +154,7 @@ class GANUnlearningMethod:
         self.forget_images = train_set.batch(self.forget_idx)
         self.held_out_images, self.match_images, self.held_out_record = None, None, None
         self.calibration_images, self.threshold_logit = None, None  # D's threshold reset (items, calibrate_d)
-        self.d_output_layer: torch.nn.Module | None = None  # the layer whose bias carries the reset
+        self.d_output_layer: torch.nn.Module | None = None  # its bias carries the reset; a finish may train it alone
         if request.kind == "item":  # only the stopping part of the held-out split: reports use the other part
             split = held_out_split(len(held_out))
             check, match = self.held_out_parts(split["stop"])
@@ -165,12 +165,18 @@ class GANUnlearningMethod:
             if c.stopping.calibrate_d:  # retained training images that set D's decision threshold (own stream)
                 pick = torch.randperm(len(self.retain_idx), generator=stream(c.seed, "unlearn.d_calibration"))
                 self.calibration_images = train_set.batch(self.retain_idx[pick[:CALIBRATION_IMAGES]])
-                self.d_output_layer = output_layer(self.D, self._as_input(self.calibration_images[:2]))
+        needed_by = self.output_layer_needed_by()
+        if needed_by is not None:  # found (or refused) now, before any work
+            self.d_output_layer = output_layer(self.D, self._as_input(self.forget_images[:2]), needed_by)
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
         self.reference: dict | None = None  # the original models' stopping-rule readings
 
     # --- hooks ----------------------------------------------------------------------------------------------
+    def output_layer_needed_by(self) -> str | None:
+        """The option that needs D's output layer (``calibrate_d`` shifts its bias on item requests), or None."""
+        return "calibrate_d" if self.request.kind == "item" and self.config.stopping.calibrate_d else None
+
     def prepare(self) -> dict:
         """Work before the rounds (timed as "prepare"); returns counts for the summary."""
         return {}

@@ -15,7 +15,7 @@ from gan_unlearn.streams import generator as stream
 from ..latents import (ForgetRegion, LatentPool, class_forget_mask, class_threshold_for, invert,
                        item_forget_latents, substitutes)
 from ..losses import bce, rank_matched_bce, rank_matched_logits
-from .base import GANUnlearningMethod, output_layer
+from .base import GANUnlearningMethod
 from .output_layer import OutputLayerInputs
 
 D_STATE = ("D", "opt_d")  # what the finish trains, and so what it keeps and restores
@@ -31,9 +31,15 @@ class CascadedUnlearning(GANUnlearningMethod):
     name = "cascaded"
     region: ForgetRegion | None = None  # set by ``prepare`` with ``fresh`` substitution
     finished = False  # set once D's finish has run: its rule is D's from then on (``d_rule_holds``)
-    head: OutputLayerInputs | None = None  # during a finish with ``item_d_finish_head``: the sets read once
-    head_pools: dict | None = None  # ... and the layer's inputs its steps draw from, by part of the loss
+    head: OutputLayerInputs | None = None  # during a finish with ``item_d_finish_head``: the sets and pools read once
     gate_samples: torch.Tensor | None = None  # the gate's images of the original generator, when no rounds follow
+    samples_from: str | None = None  # whose images the output-layer finish called fake: the gate's or its own
+
+    def output_layer_needed_by(self) -> str | None:
+        """``calibrate_d``'s bias, or ``item_d_finish_head``, which trains D's output layer alone."""
+        k = self.config.cascade
+        head = self.request.kind == "item" and k.item_d_finish > 0 and k.item_d_finish_head
+        return super().output_layer_needed_by() or ("item_d_finish_head" if head else None)
 
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
@@ -194,8 +200,10 @@ class CascadedUnlearning(GANUnlearningMethod):
         layer alone). If the steps are spent first, D goes back to the step within the limits whose AUC was nearest
         1/2 (the state before the finish if none was within them).
         The account: steps taken, the step handed back (``kept``), whether the AUC rule holds there (``reached``)
-        and, when the last step was given up, why (``limited``). From then on D's readings hold it to the
-        finish's rule, so the run's ``forgotten`` agrees with ``reached`` whatever ``item_rule`` the rounds used."""
+        and, when the last step was given up, why (``limited``); on the output layer also the pools' sizes and
+        whose samples it called fake (``samples_from``: the gate's or its own). From then on D's readings hold it
+        to the finish's rule, so the run's ``forgotten`` agrees with ``reached`` whatever ``item_rule`` the rounds
+        used."""
         k = self.config.cascade
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
@@ -216,7 +224,8 @@ class CascadedUnlearning(GANUnlearningMethod):
             if within(reading) and (not within(kept[1]) or distance(reading) <= distance(kept[1])):
                 kept = (steps, reading, self._snapshot(D_STATE))
         self.finished = True  # D's readings hold it to the finish's rule from now on
-        self.head = self.head_pools = None  # and read the whole D again
+        pools = None if self.head is None else {name: len(x) for name, x in self.head.pools.items()}
+        self.head = None  # and read the whole D again
         limited = None
         if kept[0] != steps:
             limited = self.acceptance_problem(reading) or \
@@ -224,7 +233,8 @@ class CascadedUnlearning(GANUnlearningMethod):
             self._load(kept[2])
         for group, lr in zip(self.opt_d.param_groups, rates):  # a kept state's optimiser may carry the finish's
             group["lr"] = lr
-        return {"steps": steps, "kept": kept[0], "reached": bool(reached(kept[1])), "limited": limited}
+        account = {"steps": steps, "kept": kept[0], "reached": bool(reached(kept[1])), "limited": limited}
+        return account if pools is None else {**account, "pools": pools, "samples_from": self.samples_from}
 
     def acceptance_problem(self, reading: dict) -> str | None:
         """Why D's acceptance of held-out real images is outside the limits (a drop, ``d_reading``'s
@@ -249,20 +259,18 @@ class CascadedUnlearning(GANUnlearningMethod):
         ``FINISH_HEAD_POOL`` of each from the finish's own stream; the samples are the gate's where it ran no
         rounds, the original generator's images it has already made), read once."""
         c = self.config
-        layer = self.d_output_layer if self.d_output_layer is not None else \
-            output_layer(self.D, self._as_input(self.forget_images[:2]), "item_d_finish_head")
-        self.head = OutputLayerInputs(self.D, layer, self.device, self.precision)
+        self.head = OutputLayerInputs(self.D, self.d_output_layer, self.device, self.precision)
         g = stream(c.seed, "unlearn.finish.head")
         pick = lambda n: torch.randperm(n, generator=g)[:FINISH_HEAD_POOL]  # noqa: E731
         z = self.G0.sample_latents(FINISH_HEAD_POOL, g)  # drawn either way, so the picks below are the same
         if self.gate_samples is not None and len(self.gate_samples) >= FINISH_HEAD_POOL:
-            samples = self.gate_samples[:FINISH_HEAD_POOL]
+            samples, self.samples_from = self.gate_samples[:FINISH_HEAD_POOL], "gate"
         else:
-            samples = batched(self.output_generator, z, 500, self.device, self.precision)
+            samples, self.samples_from = batched(self.output_generator, z, 500, self.device, self.precision), "finish"
         for images in (self.held_out_images, self.calibration_images):
             if images is not None:
                 self.head.read(images)
-        self.head_pools = {"forgotten": self.head.read(self.forget_images),
+        self.head.pools = {"forgotten": self.head.read(self.forget_images),
                            "match": self.head.read(self.match_images[pick(len(self.match_images))]),
                            "real": self.head.read(self.train_set.batch(self.retain_idx[pick(len(self.retain_idx))])),
                            "fake": self.head.read(samples)}
@@ -279,7 +287,7 @@ class CascadedUnlearning(GANUnlearningMethod):
 
     def head_finish_step(self) -> None:
         """One step of D's output layer alone, with the finish's loss on the pools' stored inputs."""
-        k, t, pools = self.config.cascade, self.config.training, self.head_pools
+        k, t, pools = self.config.cascade, self.config.training, self.head.pools
         logits = lambda part, n: self.head.logits(pools[part][self._pick(len(pools[part]), n)])  # noqa: E731
         with torch.no_grad():
             reference = logits("match", k.forget_batch)

@@ -16,6 +16,7 @@ class OutputLayerInputs:
     def __init__(self, discriminator: torch.nn.Module, layer: torch.nn.Module, device, precision: str):
         self.D, self.layer, self.device, self.precision = discriminator, layer, device, precision
         self.sets: list[tuple[torch.Tensor, torch.Tensor]] = []  # (images, the layer's inputs for them)
+        self.pools: dict[str, torch.Tensor] = {}  # named inputs a training loss draws from (set by its user)
 
     @torch.no_grad()
     def read(self, images: torch.Tensor) -> torch.Tensor:
