@@ -382,7 +382,7 @@ def _d_rule_always_holds(m) -> list:
     at each reading ([0] before the rounds, then one per check)."""
     at_check = []
 
-    def reading(samples=None):
+    def reading(samples=None, generator=True):
         at_check.append({k: v.clone() for k, v in m.D.state_dict().items()})
         return {"degenerate": None, "d_reached": True, "satisfied": False, "d_real_accuracy": 1.0}
 
@@ -433,7 +433,7 @@ def _readings(m, share: float, degenerate=None, satisfied=False):
     """Replace the method's reading by a constructed one; returns the sample counts it was asked for."""
     asked = []
 
-    def reading(samples=None):
+    def reading(samples=None, generator=True):
         asked.append(samples)
         return {"class_share": share, "degenerate": degenerate, "satisfied": satisfied}
 
@@ -697,12 +697,12 @@ def _scripted_losses(m, lost_at, drifted_at=()):
     ``drifted_at`` only a drift past the guard's limit."""
     verdicts, drifts = iter(range(1, 10**6)), iter(range(1, 10**6))
 
-    def reading(samples=None):
+    def reading(samples=None, generator=True):
         lost = next(verdicts) in lost_at
         return {"class_share": 0.05, "degenerate": "classes [1] below 0.5x their original share" if lost else None,
                 "satisfied": False}
     m.checked_metric = reading
-    m.forget_metric = lambda samples=None: {"class_share": 0.05, "degenerate": None, "satisfied": False}
+    m.forget_metric = lambda samples=None, generator=True: {"class_share": 0.05, "degenerate": None, "satisfied": False}
     m.preservation_drift = lambda generator=None: 1.0 if next(drifts) in drifted_at else 0.0
     m.trained_drift = lambda: None
 

@@ -419,33 +419,60 @@ def test_the_generator_gate_runs_the_rounds_only_above_its_margin(tiny, nn_auc, 
         assert plain.run().summary["generator_gate"] is None
 
 
-@pytest.mark.parametrize("nn_auc", [0.5, 0.6])
-def test_without_rounds_the_finish_calls_fake_the_images_the_gate_read(tiny, nn_auc):
+@pytest.mark.parametrize("nn_auc, extra, source", [(0.5, 88, "gate"), (0.6, 88, "finish"), (0.5, -412, "finish")])
+def test_without_rounds_the_finish_calls_fake_the_images_the_gate_read(tiny, nn_auc, extra, source):
     """Where the gate runs no rounds, the generator handed back is the original that made its images, so D's
-    output-layer finish reads them as its samples instead of generating its own; after rounds it generates them
-    from the generator they left (its own stream)."""
+    output-layer finish reads them as its samples instead of generating its own. After rounds, or where the gate
+    read fewer images than the pool holds, it generates them from the generator it hands back, on its own
+    stream."""
+    from gan_unlearn.runtime import batched
+    from gan_unlearn.streams import generator as stream
     from trainers.unlearning.cascaded import FINISH_HEAD_POOL
     from trainers.unlearning.output_layer import OutputLayerInputs
 
     G, D, C, train, test = tiny
+    gate_count = FINISH_HEAD_POOL + extra
     m = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,
-                            UnlearnConfig.of(**{**FAST, "item_generator_gate": True,
-                                                "item_gate_samples": FINISH_HEAD_POOL + 88}, max_rounds=2,
-                                             min_rounds=5, item_d_finish=2, item_d_finish_head=True,
+                            UnlearnConfig.of(**{**FAST, "item_generator_gate": True, "item_gate_samples": gate_count},
+                                             max_rounds=2, min_rounds=5, item_d_finish=2, item_d_finish_head=True,
                                              max_real_accuracy_drop=1.0),
                             oracle=C, held_out=test)
-    gate_images, read = m.check_nn_samples(FINISH_HEAD_POOL + 88), []
+    gate_images, read = m.check_nn_samples(gate_count), []
     m.generator_membership_auc = lambda samples, pixels=False: nn_auc
     original_read = OutputLayerInputs.read
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(OutputLayerInputs, "read", lambda self, x: read.append(x) or original_read(self, x))
         r = m.run()
     assert r.summary["rounds"] == (0 if nn_auc == 0.5 else 2)
+    assert r.summary["finish"]["samples_from"] == source and r.summary["finish"]["pools"]["fake"] == FINISH_HEAD_POOL
     fake = read[-1]  # the pools' last set: the samples
-    assert fake.shape == (FINISH_HEAD_POOL, *gate_images.shape[1:])
-    assert torch.equal(fake, gate_images[:FINISH_HEAD_POOL]) == (nn_auc == 0.5)
-    assert r.summary["finish"]["samples_from"] == ("gate" if nn_auc == 0.5 else "finish")
-    assert r.summary["finish"]["pools"]["fake"] == FINISH_HEAD_POOL
+    if source == "gate":
+        assert torch.equal(fake, gate_images[:FINISH_HEAD_POOL])
+    else:  # the handed-back generator's images of the finish's stream's first latents
+        z = G.sample_latents(FINISH_HEAD_POOL, stream(0, "unlearn.finish.head"))
+        torch.testing.assert_close(fake, batched(r.generator, z, 500, "cpu", "fp32"))
+
+
+@pytest.mark.parametrize("nn_auc", [0.5, 0.6])
+def test_the_time_includes_every_reading_the_run_decides_on(tiny, nn_auc):
+    """The reference reading (it sets the acceptance limits), the reading after the rounds (it decides a step
+    back) and the threshold reset are charged to the run's phases; only the report's last reading is not. Without
+    rounds the reference reads D alone (the generator is the original throughout) and nothing is read after the
+    rounds."""
+    G, D, C, train, test = tiny
+    m = METHODS["cascaded"](G, D, ForgetRequest.for_items(range(0, 512, 16)), train,
+                            UnlearnConfig.of(**{**FAST, "item_generator_gate": True}, max_rounds=2, min_rounds=5,
+                                             item_d_finish=2, max_real_accuracy_drop=1.0),
+                            oracle=C, held_out=test)
+    m.generator_membership_auc = lambda samples, pixels=False: nn_auc
+    calls, metric, reset = [], m.forget_metric, m.reset_threshold
+    m.forget_metric = lambda *a, generator=True: calls.append(("reading", generator, m.timer.open)) or \
+        metric(*a, generator=generator)
+    m.reset_threshold = lambda: calls.append(("reset", None, m.timer.open)) or reset()
+    m.run()
+    rounds = nn_auc > 0.55
+    assert calls == [("reading", rounds, "checks")] + [("reading", True, "checks")] * rounds + \
+        [("reading", True, None), ("reset", None, "finish")]
 
 
 def test_fine_tuning_is_never_gated(tiny):

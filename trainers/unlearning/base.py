@@ -47,18 +47,20 @@ class PhaseTimer:
 
     def __init__(self, device: torch.device):
         self.device, self.seconds = device, {}
+        self.open: str | None = None  # the phase being timed now, if any (what a test checks work is charged to)
 
     def __call__(self, phase: str):
         timer = self
 
         class _Phase:
             def __enter__(self):
-                self.t0 = time.perf_counter()
+                self.t0, timer.open = time.perf_counter(), phase
 
             def __exit__(self, *exc):
                 if timer.device.type == "cuda":
                     torch.cuda.synchronize(timer.device)
                 timer.seconds[phase] = timer.seconds.get(phase, 0.0) + time.perf_counter() - self.t0
+                timer.open = None
 
         return _Phase()
 
@@ -167,7 +169,7 @@ class GANUnlearningMethod:
                 self.calibration_images = train_set.batch(self.retain_idx[pick[:CALIBRATION_IMAGES]])
         needed_by = self.output_layer_needed_by()
         if needed_by is not None:  # found (or refused) now, before any work
-            self.d_output_layer = output_layer(self.D, self._as_input(self.forget_images[:2]), needed_by)
+            self.d_output_layer = output_layer(self.D, self._as_input(self.held_out_images[:2]), needed_by)
         self.targets: dict | None = None  # what a method trains on (set by its ``prepare``)
         self.guard: dict | None = None  # retained latents and G0's images of them (set before ``prepare``)
         self.reference: dict | None = None  # the original models' stopping-rule readings
@@ -176,6 +178,10 @@ class GANUnlearningMethod:
     def output_layer_needed_by(self) -> str | None:
         """The option that needs D's output layer (``calibrate_d`` shifts its bias on item requests), or None."""
         return "calibrate_d" if self.request.kind == "item" and self.config.stopping.calibrate_d else None
+
+    def start_readings(self, no_rounds: bool) -> None:
+        """Work before D's first reading, once the gate has said whether rounds run (a method whose D cannot
+        change before its finish may read D's fixed sets once, here)."""
 
     def prepare(self) -> dict:
         """Work before the rounds (timed as "prepare"); returns counts for the summary."""
@@ -221,13 +227,15 @@ class GANUnlearningMethod:
         """Feature space for nearest neighbours: the oracle's hidden layer, or pixels without an oracle."""
         return self.oracle.features(images) if self.oracle is not None else images.flatten(1)
 
-    def forget_metric(self, samples: int | None = None) -> dict:
+    def forget_metric(self, samples: int | None = None, generator: bool = True) -> dict:
         """The stopping rule's measurement on the current models (``samples`` generated images, by default
         ``check_samples``), with whether it is satisfied and, if not satisfiable, why the generator (or
-        discriminator) counts as degenerate."""
+        discriminator) counts as degenerate. ``generator=False`` (an item request only) reads D alone: where no
+        round will run, the generator's readings are the original's and nothing compares against them."""
         c, stop = self.config, self.config.stopping
         out, degenerate = {}, []
-        if self.oracle is not None:
+        generator = generator or self.request.kind == "class"
+        if self.oracle is not None and generator:
             preds = stream_predictions(self.output_generator, self.oracle, samples or stop.check_samples, seed=c.seed,
                                        device=self.device, precision=self.precision, stream="unlearn.check")
             hist = torch.bincount(preds, minlength=self.oracle.num_classes).double()
@@ -247,7 +255,7 @@ class GANUnlearningMethod:
             if out.get("d_degenerate"):
                 degenerate.append(out.pop("d_degenerate"))
             reached = out["d_reached"]
-            if stop.item_generator_rule:
+            if stop.item_generator_rule and generator:
                 out["nn_auc"] = self.generator_membership_auc(samples or stop.check_samples)
                 reached = reached and out["nn_auc"] <= 0.5 + stop.auc_margin
         else:
@@ -520,14 +528,14 @@ class GANUnlearningMethod:
     # --- the rounds -----------------------------------------------------------------------------------------
     def run(self) -> UnlearningResult:
         c, t, stop, guard = self.config, self.config.training, self.config.stopping, self.config.guard
-        with self.timer("checks"):
+        with self.timer("checks"):  # the readings the procedure compares against are part of its time
+            gate = self.generator_gate()
+            no_rounds = gate is not None and not gate["rounds"]
+            self.start_readings(no_rounds)
             self.set_threshold_reference()
-        before = self.forget_metric()  # measured outside the timed procedure: it is the report's baseline
+            before = self.forget_metric(generator=not no_rounds)
         self.reference = {"shares": before.get("shares", torch.empty(0)).tolist(),
                           "d_real_accuracy": before.get("d_real_accuracy")}
-        with self.timer("checks"):
-            gate = self.generator_gate()
-        no_rounds = gate is not None and not gate["rounds"]
         counts = {}
         if not no_rounds:  # without rounds the generator handed back is the original: nothing to guard
             with self.timer("prepare"):
@@ -601,7 +609,11 @@ class GANUnlearningMethod:
                         plateaued = True
                         break
         bar.close()
-        after = self.forget_metric()
+        if no_rounds:  # the models are the original's: the reading before is theirs
+            after = before
+        else:
+            with self.timer("checks"):  # it decides the step back below
+                after = self.forget_metric()
         restored = None
         if history and "backoff_lr_g" in history[-1]:  # the last check stepped back: say so
             restored = {"round": healthy_round, "why": "the guard stepped back at the last check"}
@@ -615,9 +627,10 @@ class GANUnlearningMethod:
             reason += f"; degenerate at the end ({restored['why']}), returned the state of round {healthy_round}"
         with self.timer("finish"):  # on the state handed back, after any step back to a healthy one
             finished = self.finish()
-        if finished is not None:
+        if finished is not None or no_rounds:  # the report's reading of what is handed back, outside the time
             after = self.forget_metric()
-        shift = self.reset_threshold() if self.threshold_logit is not None else None
+        with self.timer("finish"):
+            shift = self.reset_threshold() if self.threshold_logit is not None else None
         summary = {
             "method": self.name, "request": self.request.describe(), "forget_set_size": len(self.forget_idx),
             "rounds": rounds, "backoffs": backoffs, "d_steps": d_steps,

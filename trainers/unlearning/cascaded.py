@@ -35,6 +35,14 @@ class CascadedUnlearning(GANUnlearningMethod):
     gate_samples: torch.Tensor | None = None  # the gate's images of the original generator, when no rounds follow
     samples_from: str | None = None  # whose images the output-layer finish called fake: the gate's or its own
 
+    def start_readings(self, no_rounds: bool) -> None:
+        """Without rounds, D is the original until its finish: where the finish trains the output layer alone,
+        the layer's inputs read now serve every reading of the run (the threshold's reference, the reading before,
+        the finish's), instead of the whole D reading the same sets again for each."""
+        k = self.config.cascade
+        if no_rounds and self.request.kind == "item" and k.item_d_finish > 0 and k.item_d_finish_head:
+            self.read_output_layer_inputs()
+
     def output_layer_needed_by(self) -> str | None:
         """``calibrate_d``'s bias, or ``item_d_finish_head``, which trains D's output layer alone."""
         k = self.config.cascade
@@ -140,6 +148,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         stop = self.config.stopping
         if self.request.kind != "item" or not stop.item_generator_gate or self.config.cascade.item_d_finish <= 0:
             return None  # without D's finish a skipped run would hand back the original unchanged
+        self.gate_samples = None
         images = self.check_nn_samples(stop.item_gate_samples)
         nn_auc = self.generator_membership_auc(images, pixels=True)
         rounds = nn_auc > 0.5 + stop.auc_margin
@@ -209,7 +218,7 @@ class CascadedUnlearning(GANUnlearningMethod):
             return None
         distance, reached = lambda r: abs(r["d_auc"] - 0.5), self.finish_rule  # noqa: E731
         within = lambda r: self.acceptance_problem(r) is None  # noqa: E731
-        if k.item_d_finish_head:
+        if k.item_d_finish_head and self.head is None:  # after rounds; without them it was read before any
             self.read_output_layer_inputs()
         reading = self.d_reading()
         kept = (0, reading, self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
@@ -259,6 +268,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         ``FINISH_HEAD_POOL`` of each from the finish's own stream; the samples are the gate's where it ran no
         rounds, the original generator's images it has already made), read once."""
         c = self.config
+        assert self.d_output_layer is not None, "found when the method is built (output_layer_needed_by)"
         self.head = OutputLayerInputs(self.D, self.d_output_layer, self.device, self.precision)
         g = stream(c.seed, "unlearn.finish.head")
         pick = lambda n: torch.randperm(n, generator=g)[:FINISH_HEAD_POOL]  # noqa: E731
@@ -267,6 +277,7 @@ class CascadedUnlearning(GANUnlearningMethod):
             samples, self.samples_from = self.gate_samples[:FINISH_HEAD_POOL], "gate"
         else:
             samples, self.samples_from = batched(self.output_generator, z, 500, self.device, self.precision), "finish"
+        self.gate_samples = None  # read once; the finish's steps may not come back to them
         for images in (self.held_out_images, self.calibration_images):
             if images is not None:
                 self.head.read(images)

@@ -242,9 +242,11 @@ class StoppingOptions:
                                       "the finish a skipped run would change nothing")
     item_gate_samples: int = param(1000, COUNT, "samples of the generator gate's reading. The draw of latents "
                                                 "moves it more than the count: over 6 streams on 6 memorised "
-                                                "originals (scripts/bench_gate_samples.py) its sd was 0.005-0.014 "
-                                                "at 500 to 4,000 samples, and 1,000 read within 0.01 of 2,000's "
-                                                "mean at half the time (0.15 s on CIFAR-10, 2 CPU cores)")
+                                                "originals (scripts/bench_gate_samples.py) its sd was 0.003-0.014 "
+                                                "at 500 to 4,000 samples; 1,000 read 0.003-0.009 below 2,000's "
+                                                "mean on memorised MNIST (toward no rounds) at half the time "
+                                                "(0.15 s against 0.31 s on 64 memorised CIFAR-10 items, 2 CPU "
+                                                "cores)")
     min_class_keep: float = param(0.5, FRACTION, "share of its original sample share every other class must keep")
     max_real_accuracy_drop: float = param(0.1, FRACTION, "largest drop of D's accuracy on held-out real images")
     calibrate_d: bool = param(True, BOOL,
