@@ -238,7 +238,8 @@ def test_cli_unlearn_records_the_request_and_leaves_the_original_byte_identical(
     # what the gate read and what D's finish did (both on by default for items)
     gate = u["generator_gate"]
     assert set(gate) == {"nn_auc", "rounds"} and (u["rounds"] > 0) == gate["rounds"]
-    assert set(u["finish"]) == {"steps", "kept", "reached", "limited", "pools", "samples_from"}  # output layer
+    assert set(u["finish"]) == {"steps", "kept", "reached", "limited", "pools", "samples_from",
+                                "whole_d_steps"}  # the output layer's finish, and the whole D's steps after it
     assert u["finish"]["samples_from"] == ("finish" if gate["rounds"] else "gate")
     assert u["finish"]["pools"]["forgotten"] == 5  # the items, every one
 

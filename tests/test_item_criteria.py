@@ -522,6 +522,25 @@ def test_a_finish_that_never_comes_back_within_the_acceptance_limit_hands_back_t
     assert m.opt_d.state_dict()["state"] == opt_before["state"] == {}  # Adam's moments gone with the steps
 
 
+def test_where_the_output_layer_falls_short_the_whole_d_takes_over_with_the_steps_left(tiny):
+    """item_d_finish_head_steps output-layer steps at 16x D's rate that do not reach the rule, then whole-D steps
+    at D's own rate from the state they handed back, until the rule holds: the account counts both, the whole D's
+    apart. Where the output layer reaches the rule, no whole-D step follows."""
+    readings = [_reading(0.9), _reading(0.85), _reading(0.8),  # the output layer's part: before, 2 steps
+                _reading(0.8), _reading(0.6), _reading(0.52)]  # the whole D's: before, 2 steps
+    m, _ = _scripted_finish(tiny, readings, item_d_finish_head=True, item_d_finish_head_steps=2, item_d_finish=5,
+                            auc_margin=0.05)
+    base, steps, step = m.opt_d.param_groups[0]["lr"], [], m.finish_step
+    m.finish_step = lambda: steps.append((m.head is not None, m.opt_d.param_groups[0]["lr"] / base)) or step()
+    account = m.finish()
+    assert steps == [(True, 16.0)] * 2 + [(False, 1.0)] * 2
+    assert _verdict(account) == {"steps": 4, "kept": 4, "reached": True, "limited": None}
+    assert account["whole_d_steps"] == 2 and m.opt_d.param_groups[0]["lr"] == base
+    m, _ = _scripted_finish(tiny, [_reading(0.9), _reading(0.52)], item_d_finish_head=True,
+                            item_d_finish_head_steps=2, item_d_finish=5, auc_margin=0.05)
+    assert m.finish()["whole_d_steps"] == 0
+
+
 def test_the_finish_stops_on_the_auc_whatever_rule_the_rounds_used(tiny):
     """The mean rule holding (d_reached) does not end the finish; the AUC within auc_margin of 1/2 does, and the D
     handed back is the one of that step."""
