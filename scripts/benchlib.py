@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,9 +31,24 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def code_version() -> str | None:
+    """The commit the benchmark ran at ("+changes" when the tree differs from it), or None outside a git
+    checkout: a result file then says which code made it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, timeout=10)  # noqa: E731
+        commit = run("rev-parse", "--short", "HEAD")
+        if commit.returncode != 0:
+            return None
+        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return commit.stdout.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine(device: str = "cpu") -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "device": device}
+            "torch": str(torch.__version__), "device": device, "code": code_version()}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

@@ -101,3 +101,14 @@ def test_an_oracle_is_reused_only_with_the_epochs_seed_and_width_it_was_trained_
         with pytest.raises(SystemExit, match="was trained with"):
             benchlib.ensure_oracle("mnist", data_root, path, epochs, 0, False, True, hidden=hidden)
     assert file_sha256(path) == before
+
+
+def test_a_result_file_names_the_commit_that_made_it():
+    """machine() records the checkout's commit (as git names it, "+changes" when tracked files differ), so a
+    result file says which code made it."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(benchlib.__file__).parent,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    code = benchlib.machine()["code"]
+    assert code.split("+")[0] == head and code in (head, head + "+changes")
