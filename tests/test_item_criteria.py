@@ -524,16 +524,20 @@ def test_a_finish_that_never_comes_back_within_the_acceptance_limit_hands_back_t
 
 def test_where_the_output_layer_falls_short_the_whole_d_takes_over_with_the_steps_left(tiny):
     """item_d_finish_head_steps output-layer steps at 16x D's rate that do not reach the rule, then whole-D steps
-    at D's own rate from the state they handed back, until the rule holds: the account counts both, the whole D's
-    apart. Where the output layer reaches the rule, no whole-D step follows."""
+    at D's own rate from the state before the finish, until the rule holds: the account counts both, the whole
+    D's apart. Where the output layer reaches the rule, no whole-D step follows."""
     readings = [_reading(0.9), _reading(0.85), _reading(0.8),  # the output layer's part: before, 2 steps
                 _reading(0.8), _reading(0.6), _reading(0.52)]  # the whole D's: before, 2 steps
     m, _ = _scripted_finish(tiny, readings, item_d_finish_head=True, item_d_finish_head_steps=2, item_d_finish=5,
                             auc_margin=0.05)
     base, steps, step = m.opt_d.param_groups[0]["lr"], [], m.finish_step
-    m.finish_step = lambda: steps.append((m.head is not None, m.opt_d.param_groups[0]["lr"] / base)) or step()
+    before = {k: v.clone() for k, v in m.D.state_dict().items()}
+    as_before = lambda: all(torch.equal(v, before[k]) for k, v in m.D.state_dict().items())  # noqa: E731
+    m.finish_step = lambda: steps.append((m.head is not None, m.opt_d.param_groups[0]["lr"] / base,
+                                          as_before())) or step()
     account = m.finish()
-    assert steps == [(True, 16.0)] * 2 + [(False, 1.0)] * 2
+    assert [s[:2] for s in steps] == [(True, 16.0)] * 2 + [(False, 1.0)] * 2
+    assert steps[0][2] and not steps[1][2] and steps[2][2]  # the whole D's first step starts from D before
     assert _verdict(account) == {"steps": 4, "kept": 4, "reached": True, "limited": None}
     assert account["whole_d_steps"] == 2 and m.opt_d.param_groups[0]["lr"] == base
     m, _ = _scripted_finish(tiny, [_reading(0.9), _reading(0.52)], item_d_finish_head=True,

@@ -155,11 +155,12 @@ class CascadeOptions:
                                      "memorised CIFAR-10 items a gated run took 0.70 s against 1.67 s with the "
                                      "whole D, D 0.031 from chance against 0.027 (retrain 0.059)")
     item_d_finish_head_steps: int = param(50, COUNT,
-                                          "item_d_finish_head: the output layer's steps before the whole D takes "
-                                          "over with the rest of item_d_finish (where the output layer alone has "
-                                          "not reached the rule within the limits). At 16x it reached in 2-14 "
-                                          "steps on 64 memorised MNIST and CIFAR-10 items, and never in 300 on "
-                                          "1,024 memorised MNIST items, where the whole D reached in 24")
+                                          "item_d_finish_head: the output layer's steps before the whole D starts "
+                                          "over from the state before the finish, with the rest of item_d_finish "
+                                          "(where the output layer alone has not reached the rule within the "
+                                          "limits). At 16x it reached in 2-14 steps on 64 memorised MNIST and "
+                                          "CIFAR-10 items, and never in 300 on 1,024 memorised MNIST items, where "
+                                          "the whole D reached in 22-24")
     lambda_adv_forget: float = param(5.0, NON_NEGATIVE, "adversarial weight on forgotten latents")
     lambda_sub: float = param(30.0, NON_NEGATIVE, "weight of the substitution loss")
     lambda_keep: float = param(50.0, NON_NEGATIVE, "weight of the preservation loss on retained latents")
