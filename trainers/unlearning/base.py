@@ -627,7 +627,8 @@ class GANUnlearningMethod:
             reason += f"; degenerate at the end ({restored['why']}), returned the state of round {healthy_round}"
         with self.timer("finish"):  # on the state handed back, after any step back to a healthy one
             finished = self.finish()
-        if finished is not None or no_rounds:  # the report's reading of what is handed back, outside the time
+        if finished is not None:  # the report's reading of what is handed back, outside the time (a run without
+            # rounds always has a finish: the gate reads only where there is one)
             after = self.forget_metric()
         with self.timer("finish"):
             shift = self.reset_threshold() if self.threshold_logit is not None else None

@@ -35,19 +35,23 @@ class CascadedUnlearning(GANUnlearningMethod):
     gate_samples: torch.Tensor | None = None  # the gate's images of the original generator, when no rounds follow
     samples_from: str | None = None  # whose images the output-layer finish called fake: the gate's or its own
 
+    @property
+    def finishes_on_output_layer(self) -> bool:
+        """Whether this run has a finish of D (an item request, ``item_d_finish`` > 0) that starts on D's output
+        layer alone (``item_d_finish_head``)."""
+        k = self.config.cascade
+        return self.request.kind == "item" and k.item_d_finish > 0 and k.item_d_finish_head
+
     def start_readings(self, no_rounds: bool) -> None:
         """Without rounds, D is the original until its finish: where the finish trains the output layer alone,
         the layer's inputs read now serve every reading of the run (the threshold's reference, the reading before,
         the finish's), instead of the whole D reading the same sets again for each."""
-        k = self.config.cascade
-        if no_rounds and self.request.kind == "item" and k.item_d_finish > 0 and k.item_d_finish_head:
+        if no_rounds and self.finishes_on_output_layer:
             self.read_output_layer_inputs()
 
     def output_layer_needed_by(self) -> str | None:
         """``calibrate_d``'s bias, or ``item_d_finish_head``, which trains D's output layer alone."""
-        k = self.config.cascade
-        head = self.request.kind == "item" and k.item_d_finish > 0 and k.item_d_finish_head
-        return super().output_layer_needed_by() or ("item_d_finish_head" if head else None)
+        return super().output_layer_needed_by() or ("item_d_finish_head" if self.finishes_on_output_layer else None)
 
     def prepare(self) -> dict:
         """Forgotten latents, substitutes and preservation targets; returns counts for the summary."""
@@ -222,32 +226,34 @@ class CascadedUnlearning(GANUnlearningMethod):
         k = self.config.cascade
         if self.request.kind != "item" or k.item_d_finish <= 0:
             return None
-        if not k.item_d_finish_head:
-            account = self.finish_part(k.item_d_finish, k.finish_lr_scale)
+        if not self.finishes_on_output_layer:
+            account = self.finish_part(k.item_d_finish, k.finish_lr_scale_for(False))
         else:
             if self.head is None:  # after rounds; without them it was read before any reading
                 self.read_output_layer_inputs()
-            start = self._snapshot(D_STATE)
-            account = self.finish_part(min(k.item_d_finish_head_steps, k.item_d_finish), k.finish_lr_scale)
+            start = self._snapshot(D_STATE)  # where the whole D starts over if the output layer falls short
+            account = self.finish_part(min(k.item_d_finish_head_steps, k.item_d_finish), k.finish_lr_scale_for(True),
+                                       start)
             account.update(pools={name: len(x) for name, x in self.head.pools.items()},
                            samples_from=self.samples_from, whole_d_steps=0)
             self.head = None  # read the whole D again
             if not account["reached"] and account["steps"] < k.item_d_finish:  # the whole D starts over
                 self._load(start)
-                rest = self.finish_part(k.item_d_finish - account["steps"], k.whole_d_finish_lr_scale)
+                rest = self.finish_part(k.item_d_finish - account["steps"], k.finish_lr_scale_for(False), start)
                 account.update(steps=account["steps"] + rest["steps"], kept=account["steps"] + rest["kept"],
                                reached=rest["reached"], limited=rest["limited"], whole_d_steps=rest["steps"])
         self.finished = True  # D's readings hold it to the finish's rule from now on
         return account
 
-    def finish_part(self, budget: int, lr_scale: float) -> dict:
+    def finish_part(self, budget: int, lr_scale: float, start: dict | None = None) -> dict:
         """Up to ``budget`` finish steps at ``lr_scale`` times D's rate (restored afterwards), on the output layer
-        while its inputs are read (``head``), else on the whole D; D is left at the step handed back."""
+        while its inputs are read (``head``), else on the whole D; D is left at the step handed back. ``start``:
+        a snapshot of D's current state the caller already holds (else one is taken)."""
         k = self.config.cascade
         distance, reached = lambda r: abs(r["d_auc"] - 0.5), self.finish_rule  # noqa: E731
         within = lambda r: self.acceptance_problem(r) is None  # noqa: E731
         reading = self.d_reading()
-        kept = (0, reading, self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
+        kept = (0, reading, start or self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
         steps, rates = 0, [group["lr"] for group in self.opt_d.param_groups]
         for group in self.opt_d.param_groups:
             group["lr"] *= lr_scale

@@ -169,18 +169,18 @@ class CascadeOptions:
     focus_fraction: float = param(0.0, FRACTION, "share of generator channels updated, most relevant first "
                                                  "(0: all)")
 
-    @property
-    def finish_lr_scale(self) -> float:
-        """``item_d_finish_lr`` as given, or auto's: 16 for the output layer alone, 1 for the whole D."""
+    def finish_lr_scale_for(self, output_layer: bool) -> float:
+        """``item_d_finish_lr`` as given, or auto's: 16 for the output layer alone, 1 for the whole D (also where
+        it takes over from an output layer that fell short: at 2x and 4x the whole D never came back within the
+        limits on 64 CIFAR-10 items)."""
         if self.item_d_finish_lr is not None:
             return self.item_d_finish_lr
-        return 16.0 if self.item_d_finish_head else 1.0
+        return 16.0 if output_layer else 1.0
 
     @property
-    def whole_d_finish_lr_scale(self) -> float:
-        """The rate of the whole D's finish after the output layer's fell short: auto's 1 (16x is the output
-        layer's alone; the whole D at 2x and 4x never came back within the limits on 64 CIFAR-10 items)."""
-        return self.item_d_finish_lr if self.item_d_finish_lr is not None else 1.0
+    def finish_lr_scale(self) -> float:
+        """The finish's first rate: ``finish_lr_scale_for`` the layers ``item_d_finish_head`` trains."""
+        return self.finish_lr_scale_for(self.item_d_finish_head)
 
 
 @dataclass
