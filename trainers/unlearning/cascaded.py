@@ -253,7 +253,7 @@ class CascadedUnlearning(GANUnlearningMethod):
         distance, reached = lambda r: abs(r["d_auc"] - 0.5), self.finish_rule  # noqa: E731
         within = lambda r: self.acceptance_problem(r) is None  # noqa: E731
         reading = self.d_reading()
-        kept = (0, reading, start or self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D's state)
+        kept = (0, reading, start or self._snapshot(D_STATE))  # handed back if the steps run out: (step, reading, D)
         steps, rates = 0, [group["lr"] for group in self.opt_d.param_groups]
         for group in self.opt_d.param_groups:
             group["lr"] *= lr_scale
